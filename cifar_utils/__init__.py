@@ -7,6 +7,8 @@ from .augment import Augment
 from .data import CLASS_NAMES, CifarData, CifarDataError, load_cifar10
 from .experiments import CHAPTERS, EXPERIMENTS, ArchSpec, Experiment, chapter_experiments, get_experiment
 from .models import build_model, compile_model
+from .plots import plot_history, plot_study_comparison, plot_test_accuracy_curves, save_figure
+from .results import results_table
 from .training import RunRecord, load_records, run_experiment
 
 __version__ = "0.1.0"
@@ -15,4 +17,5 @@ __all__ = [
     "Augment", "CLASS_NAMES", "CifarData", "CifarDataError", "load_cifar10",
     "CHAPTERS", "EXPERIMENTS", "ArchSpec", "Experiment", "chapter_experiments", "get_experiment",
     "build_model", "compile_model", "RunRecord", "load_records", "run_experiment",
+    "plot_history", "plot_study_comparison", "plot_test_accuracy_curves", "save_figure", "results_table",
 ]

@@ -116,19 +116,8 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
     if seeds is not None:
         return [run_experiment(exp, epochs, batch_size, s, data, out_dir, None, force, learning_rate,
                                log_every, checkpoint_seconds, jit_compile, callbacks) for s in seeds]
-    (x_train, y_train), (x_test, y_test) = data
-    normalized = getattr(data, "normalized", None)
-    x_train = as_model_input(x_train, exp.normalize, normalized)
-    x_test = as_model_input(x_test, exp.normalize, normalized)
-    params = {
-        "experiment": exp.number, "spec": asdict(exp.spec), "normalize": exp.normalize,
-        "augment": exp.augment, "epochs": epochs, "batch_size": batch_size, "seed": seed,
-        "learning_rate": learning_rate, "optimizer": "adam", "loss": "categorical_crossentropy",
-        "train_size": len(x_train), "test_size": len(x_test),
-        "data_fingerprint": fingerprint(((x_train, y_train), (x_test, y_test))),
-    }
-    params = json.loads(json.dumps(params))  # as it will read back from disk (lists, not tuples)
-    run_dir = Path(out_dir) / f"{exp.key}-seed{seed}-{_params_hash(params)}"
+    (x_train, y_train), (x_test, y_test), params, run_dir = _plan(exp, epochs, batch_size, seed, data,
+                                                                  out_dir, learning_rate)
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
     if (run_dir / RECORD_FILE).exists():
@@ -156,6 +145,38 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
         checkpoint.unlink()
     progress.finished(record)
     return record
+
+
+def _plan(exp: Experiment, epochs: int, batch_size: int, seed: int, data, out_dir, learning_rate: float):
+    """The model inputs, every parameter that changes the result, and the run's folder."""
+    (x_train, y_train), (x_test, y_test) = data
+    normalized = getattr(data, "normalized", None)
+    x_train = as_model_input(x_train, exp.normalize, normalized)
+    x_test = as_model_input(x_test, exp.normalize, normalized)
+    params = {
+        "experiment": exp.number, "spec": asdict(exp.spec), "normalize": exp.normalize,
+        "augment": exp.augment, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+        "learning_rate": learning_rate, "optimizer": "adam", "loss": "categorical_crossentropy",
+        "train_size": len(x_train), "test_size": len(x_test),
+        "data_fingerprint": fingerprint(((x_train, y_train), (x_test, y_test))),
+    }
+    params = json.loads(json.dumps(params))  # as it will read back from disk (lists, not tuples)
+    run_dir = Path(out_dir) / f"{exp.key}-seed{seed}-{_params_hash(params)}"
+    return (x_train, y_train), (x_test, y_test), params, run_dir
+
+
+def find_finished(experiment: int | str | Experiment, data, epochs: int = STUDY_EPOCHS,
+                  batch_size: int = STUDY_BATCH_SIZE, seeds: Sequence[int] = (0,),
+                  out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
+                  learning_rate: float = STUDY_LEARNING_RATE) -> list[RunRecord]:
+    """The finished runs ``run_experiment`` would reuse for these settings; trains nothing."""
+    exp = get_experiment(experiment)
+    found = []
+    for seed in seeds:
+        *_, run_dir = _plan(exp, epochs, batch_size, seed, data, out_dir, learning_rate)
+        if (run_dir / RECORD_FILE).exists():
+            found.append(RunRecord.from_file(run_dir / RECORD_FILE))
+    return found
 
 
 def _params_hash(params: dict) -> str:

@@ -1,0 +1,93 @@
+"""Run records into tables: per-experiment means and spreads over seeds, next to the study."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .experiments import EXPERIMENTS, get_experiment
+from .training import RunRecord
+
+
+def select_records(records: Iterable[RunRecord], epochs: int | None = None,
+                   batch_size: int | None = None) -> list[RunRecord]:
+    """Keep the runs made with these settings, so quick and full runs never mix in a table."""
+    return [r for r in records
+            if (epochs is None or r.params["epochs"] == epochs)
+            and (batch_size is None or r.params["batch_size"] == batch_size)]
+
+
+def by_experiment(records: Iterable[RunRecord]) -> dict[int, list[RunRecord]]:
+    grouped: dict[int, list[RunRecord]] = {}
+    for record in sorted(records, key=lambda r: (r.experiment, r.seed)):
+        grouped.setdefault(record.experiment, []).append(record)
+    return grouped
+
+
+def metric_values(records: Iterable[RunRecord], metric: str) -> np.ndarray:
+    """One value per seed; ``gap`` is train minus test accuracy (overfitting), in points."""
+    if metric == "gap":
+        return np.array([r.train_acc - r.test_acc for r in records])
+    return np.array([getattr(r, metric) for r in records], dtype=float)
+
+
+def mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation (NaN std for a single seed: spread unknown)."""
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
+def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
+    if np.isnan(mean):
+        return "not run"
+    return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def results_table(records: Iterable[RunRecord], experiments: Iterable[int] | None = None) -> pd.DataFrame:
+    """One row per experiment (all 17 by default, NaN where not run)."""
+    grouped = by_experiment(records)
+    numbers = list(experiments) if experiments is not None else [e.number for e in EXPERIMENTS]
+    rows = []
+    for number in numbers:
+        exp, runs = get_experiment(number), grouped.get(number, [])
+        test_mean, test_std = mean_std(metric_values(runs, "test_acc"))
+        gap_mean, _ = mean_std(metric_values(runs, "gap"))
+        rows.append({
+            "experiment": number, "name": exp.name, "chapter": exp.chapter,
+            "study_test_acc": exp.study.test_acc, "test_acc_mean": test_mean, "test_acc_std": test_std,
+            "seeds": len(runs), "difference": test_mean - exp.study.test_acc,
+            "train_acc_mean": mean_std(metric_values(runs, "train_acc"))[0], "train_test_gap": gap_mean,
+            "study_gap": exp.study.train_acc - exp.study.test_acc,
+            "best_test_acc": mean_std(metric_values(runs, "best_test_acc"))[0],
+            "best_epoch": float(np.median(metric_values(runs, "best_epoch"))) if runs else float("nan"),
+            "epochs": runs[0].params["epochs"] if runs else np.nan,
+            "seconds_per_epoch": mean_std(metric_values(runs, "seconds_per_epoch"))[0],
+            "study_seconds_per_epoch": exp.study.seconds_per_epoch,
+            "wall_seconds": float(metric_values(runs, "wall_seconds").sum()) if runs else float("nan"),
+            "diverged": sum(r.status == "diverged" for r in runs),
+            "params": exp.study.params,
+            "data_source": "; ".join(sorted({r.data_source for r in runs})),
+            "backend": "; ".join(sorted({r.backend for r in runs})),
+            "device": "; ".join(sorted({r.device for r in runs})),
+        })
+    return pd.DataFrame(rows).set_index("experiment")
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as a reader wants it: rounded, mean ± std as text, plain column names."""
+    shown = pd.DataFrame({
+        "experiment": [f"{n}. {name}" for n, name in zip(table.index, table["name"], strict=True)],
+        "study test acc": table["study_test_acc"].map("{:.2f}".format),
+        "ours (mean ± std)": [format_mean_std(m, s) for m, s in
+                              zip(table["test_acc_mean"], table["test_acc_std"], strict=True)],
+        "seeds": table["seeds"],
+        "difference": table["difference"].map(lambda v: "" if np.isnan(v) else f"{v:+.2f}"),
+        "train-test gap": table["train_test_gap"].map(lambda v: "" if np.isnan(v) else f"{v:.2f}"),
+        "best epoch": table["best_epoch"].map(lambda v: "" if np.isnan(v) else f"{v:.0f}"),
+        "s/epoch (study)": [("" if np.isnan(s) else f"{s:.2f}") + f" ({t:g})" for s, t in
+                            zip(table["seconds_per_epoch"], table["study_seconds_per_epoch"], strict=True)],
+    })
+    return shown.set_index("experiment")
