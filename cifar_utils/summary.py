@@ -24,6 +24,7 @@ class Summary:
         self.records: list[RunRecord] = select_records(found, epochs=epochs, batch_size=batch_size)
         self.skipped = len(found) - len(self.records)
         self.table = results_table(self.records)
+        self.judgements: pd.DataFrame | None = None  # filled by verdicts()
 
     def overview(self) -> None:
         """Where the numbers come from: data, backend, device, seeds, epochs."""
@@ -88,7 +89,7 @@ class Summary:
         results_dir = self.out_dir / "results"
         results_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(results_dir / "results.csv", self.table.to_csv())
-        if hasattr(self, "judgements"):
+        if self.judgements is not None:
             write_atomic(results_dir / "verdicts.csv", self.judgements.to_csv(index=False))
         show(f"Wrote `{results_dir / 'results.csv'}` ({len(self.table)} experiments).")
         return results_dir / "results.csv"

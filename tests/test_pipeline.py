@@ -191,3 +191,19 @@ def test_help_lists_the_options():
     for option in ("--quick", "--only", "--epochs", "--seeds", "--data", "--jobs", "--continue-on-error",
                    "--force"):
         assert option in result.stdout
+
+
+def test_cost_warning_on_a_machine_without_gpu(monkeypatch):
+    from cifar_utils import backend
+    from cifar_utils import run_all as driver
+
+    monkeypatch.setattr(backend, "accelerators", lambda: [])
+    full = driver.parse_args(["--data", "x.npz"])
+    notebooks = driver.chapters(ROOT / "notebooks", [])
+    warning = driver.cost_warning(full, notebooks)
+    assert "No GPU found: 17 experiments x 300 epochs x 1 seed(s)" in warning and "--quick" in warning
+    hours = float(re.search(r"about (\d+) hours", warning).group(1))
+    assert 20 < hours < 100  # ~92 GPU-seconds per epoch-set in the study, ~6x slower here
+    assert driver.cost_warning(driver.parse_args(["--quick"]), notebooks) is None
+    monkeypatch.setattr(backend, "accelerators", lambda: ["NVIDIA H200"])
+    assert driver.cost_warning(full, notebooks) is None
