@@ -265,8 +265,8 @@ def _labelled(entries: Iterable[tuple[str, str]], origin: str) -> Iterator[tuple
     """(relative path, key) pairs to (split, label, key), for files under <split>/<class>/."""
     for relpath, key in sorted(entries):
         parts = relpath.strip("/").split("/")
-        if len(parts) < 3 or parts[-3] not in SPLITS or parts[-1].startswith("."):
-            continue
+        if len(parts) < 3 or parts[-3] not in SPLITS or any(p.startswith((".", "__MACOSX")) for p in parts):
+            continue  # hidden files and folders (.DS_Store, .ipynb_checkpoints, __MACOSX) are not images
         split, class_name = parts[-3], parts[-2]
         if class_name not in CLASS_NAMES:
             raise CifarDataError(f"{origin}: unknown class folder {split}/{class_name!r}; "

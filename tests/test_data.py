@@ -56,7 +56,9 @@ def test_extracted_batches_folder(tmp_path, arrays, nested):
 def test_class_folder_tree_and_zip(tmp_path, arrays):
     # Files come back sorted by name within the split: generated names keep class order.
     tree = load_cifar10(write_tree(tmp_path / "tree", arrays))
-    zipped = load_cifar10(write_zip(tmp_path / "c.zip", arrays, extra=[("README.txt", b"hi")]))
+    clutter = [("README.txt", b"hi"), ("train/.DS_Store", b"x"), ("train/.ipynb_checkpoints/cat/a.png", b"x"),
+               ("__MACOSX/train/cat/._00000.png", b"x")]
+    zipped = load_cifar10(write_zip(tmp_path / "c.zip", arrays, extra=clutter))
     for data in (tree, zipped):
         assert_same(data, arrays)
 
