@@ -65,7 +65,8 @@ class Summary:
         frame = pd.DataFrame({"study's conclusion": [j.claim.text for j in judgements],
                               "verdict": [j.verdict for j in judgements],
                               "our evidence": [j.evidence for j in judgements]})
-        show(frame.style.hide(axis="index").map(_verdict_style, subset=["verdict"]))
+        show(frame.style.hide(axis="index").map(_verdict_style, subset=["verdict"])
+             .set_properties(**{"text-align": "left"}))
         counts = frame["verdict"].value_counts()
         show("Verdicts: " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + ".")
         self.judgements = frame
