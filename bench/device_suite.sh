@@ -9,6 +9,7 @@
 #
 # then run it there with `carry: [".whl", ".data"]` and the command `bash bench/device_suite.sh`.
 # Environment: KERAS_BACKEND (default jax), EPOCHS (default 5), EXPERIMENTS (default all),
+# BENCH_FLAGS (e.g. "--steps-per-execution 8 --jit-compile true", the levers to measure),
 # OUT (where results go; the device tool sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,5 +23,6 @@ mkdir -p "$out"
 data=/tmp/cifar10.npz
 [ -f "$data" ] || python3 .data/cifar10_unpack.py --pack .data/cifar10-jpeg-pack.npz --npz "$data"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+# shellcheck disable=SC2086  # EXPERIMENTS and BENCH_FLAGS are word lists
 python3 bench/epoch_speed.py --data "$data" --experiments ${EXPERIMENTS:-all} --epochs "${EPOCHS:-5}" \
-  --json "$out/bench_${KERAS_BACKEND}.json" 2>&1 | tee "$out/bench_${KERAS_BACKEND}.log"
+  ${BENCH_FLAGS:-} --json "$out/bench_${KERAS_BACKEND}.json" 2>&1 | tee "$out/bench_${KERAS_BACKEND}.log"

@@ -35,6 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per experiment (>= 2; the first compiles)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"])
+    parser.add_argument("--steps-per-execution", type=int, default=1, help="train steps per compiled call")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.epochs < 2:
@@ -58,7 +59,8 @@ def main(argv=None) -> None:
             data = datasets[exp.normalize]
             start = time.perf_counter()
             record = run_experiment(exp, epochs=args.epochs, batch_size=args.batch_size, data=data,
-                                    out_dir=out_dir, force=True, log_every=args.epochs, jit_compile=jit)
+                                    out_dir=out_dir, force=True, log_every=args.epochs, jit_compile=jit,
+                                    steps_per_execution=args.steps_per_execution)
             seconds = record.history["epoch_seconds"]
             rows.append({"experiment": number, "seconds_per_epoch": record.seconds_per_epoch,
                          "first_epoch_seconds": seconds[0], "images_per_second": record.images_per_second,
@@ -74,7 +76,8 @@ def report(rows: list[dict], args: argparse.Namespace, source: str) -> None:
               f"{r['images_per_second']:>10.0f} {r['wall_seconds']:>8.1f} {r['study_seconds_per_epoch']:>14}")
     by_number = {r["experiment"]: r for r in rows}
     summary = {"backend": backend_name(), "device": device_description(), "versions": versions(),
-               "data": source, "batch_size": args.batch_size, "epochs": args.epochs, "rows": rows}
+               "data": source, "batch_size": args.batch_size, "epochs": args.epochs,
+               "jit_compile": args.jit_compile, "steps_per_execution": args.steps_per_execution, "rows": rows}
     if 15 in by_number and 17 in by_number:
         ratio = by_number[17]["seconds_per_epoch"] / by_number[15]["seconds_per_epoch"]
         summary["augmentation_overhead"] = ratio

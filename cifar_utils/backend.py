@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import platform
+import warnings
 
 import keras
 
@@ -52,3 +53,27 @@ def versions() -> dict[str, str]:
 
     return {"python": platform.python_version(), "keras": keras.__version__,
             backend_name(): getattr(_library(), "__version__", "?"), "numpy": numpy.__version__}
+
+
+def usable_steps_per_execution(requested: int) -> int:
+    """Keras' PyTorch trainer runs one step per call; the other backends take any number.
+
+    A speed setting should not stop a run, so on PyTorch a larger value falls back to 1."""
+    if requested < 1:
+        raise ValueError(f"steps_per_execution must be at least 1, got {requested}")
+    if requested > 1 and backend_name() == "torch":
+        warnings.warn(f"steps_per_execution={requested} is not supported on the torch backend; using 1",
+                      stacklevel=3)
+        return 1
+    return requested
+
+
+def usable_jit_compile(requested: bool | str) -> bool | str:
+    """On PyTorch, ``jit_compile=True`` means torch.compile, which failed on these models
+    (torch 2.13: the backward of MaxPooling2D(padding='same') hit a wrong meta kernel for
+    replication_pad2d). A speed setting should not stop a run, so it falls back to eager."""
+    if requested is True and backend_name() == "torch":
+        warnings.warn("jit_compile=True (torch.compile) fails on these models with the torch backend; "
+                      "running eagerly", stacklevel=3)
+        return False
+    return requested

@@ -7,6 +7,7 @@ from dataclasses import replace
 import keras
 from keras import layers
 
+from . import backend
 from .augment import Augment
 from .experiments import STUDY_LEARNING_RATE, ArchSpec, Experiment, get_experiment
 
@@ -64,6 +65,8 @@ def build_model(experiment: int | str | Experiment | ArchSpec, augment: bool | N
 def compile_model(model: keras.Model, learning_rate: float = STUDY_LEARNING_RATE,
                   jit_compile: bool | str = "auto", steps_per_execution: int = 1) -> keras.Model:
     """The study's recipe: Adam, categorical cross-entropy, accuracy."""
+    steps_per_execution = backend.usable_steps_per_execution(steps_per_execution)
+    jit_compile = backend.usable_jit_compile(jit_compile)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss="categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)

@@ -99,7 +99,7 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
                    out_dir: str | os.PathLike = DEFAULT_OUT_DIR, seeds: Sequence[int] | None = None,
                    force: bool = False, learning_rate: float = STUDY_LEARNING_RATE,
                    log_every: int | None = None, checkpoint_seconds: float = 30.0,
-                   jit_compile: bool | str = "auto",
+                   jit_compile: bool | str = "auto", steps_per_execution: int = 1,
                    callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunRecord | list[RunRecord]:
     """Train (or reuse) one experiment; with ``seeds`` run each seed and return a list.
 
@@ -107,6 +107,8 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
     rescaled to what the experiment expects. An interrupted run resumes from its last
     checkpoint; a finished one with the same parameters is reused unless ``force``.
     ``callbacks`` run after the package's own (timing, NaN stop, history, checkpoint, log).
+    ``jit_compile`` and ``steps_per_execution`` are speed settings (passed to ``compile``):
+    they change how fast a run goes, not what it computes, so they do not name the run.
     """
     exp = get_experiment(experiment)
     if epochs < 1 or batch_size < 1:
@@ -114,8 +116,8 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
     if data is None:
         data = load_cifar10(normalize=exp.normalize)
     if seeds is not None:
-        return [run_experiment(exp, epochs, batch_size, s, data, out_dir, None, force, learning_rate,
-                               log_every, checkpoint_seconds, jit_compile, callbacks) for s in seeds]
+        return [run_experiment(exp, epochs, batch_size, s, data, out_dir, None, force, learning_rate, log_every,
+                               checkpoint_seconds, jit_compile, steps_per_execution, callbacks) for s in seeds]
     (x_train, y_train), (x_test, y_test), params, run_dir = _plan(exp, epochs, batch_size, seed, data,
                                                                   out_dir, learning_rate)
     if force and run_dir.exists():
@@ -128,7 +130,8 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "params.json", json.dumps(params, indent=1))
 
-    model, initial_epoch = _model_at_last_checkpoint(exp, seed, run_dir, learning_rate, jit_compile)
+    model, initial_epoch = _model_at_last_checkpoint(exp, seed, run_dir, learning_rate,
+                                                     jit_compile, steps_per_execution)
     progress = ProgressLogger(f"{exp.label} seed {seed}", epochs, log_every)
     callbacks = [EpochTimer(), keras.callbacks.TerminateOnNaN(),
                  keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
@@ -184,12 +187,13 @@ def _params_hash(params: dict) -> str:
 
 
 def _model_at_last_checkpoint(exp: Experiment, seed: int, run_dir: Path, learning_rate: float,
-                              jit_compile) -> tuple[keras.Model, int]:
+                              jit_compile, steps_per_execution: int) -> tuple[keras.Model, int]:
     """A compiled model and the epoch to start from; history past the checkpoint is dropped."""
     checkpoints = sorted(run_dir.glob(CHECKPOINT_GLOB))
     initial_epoch = int(checkpoints[-1].name[len("checkpoint-e"):].split(".")[0]) if checkpoints else 0
     keras.utils.set_random_seed(seed * 100_003 + initial_epoch)  # fresh shuffles after a resume
-    model = compile_model(build_model(exp, seed=seed), learning_rate, jit_compile=jit_compile)
+    model = compile_model(build_model(exp, seed=seed), learning_rate, jit_compile=jit_compile,
+                          steps_per_execution=steps_per_execution)
     if checkpoints:
         model.optimizer.build(model.trainable_variables)
         model.load_weights(checkpoints[-1])
