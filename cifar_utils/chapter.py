@@ -47,9 +47,8 @@ def describe_environment() -> str:
     return f"Keras {backend.versions()['keras']} on the **{backend.backend_name()}** backend, {where}.{advice}"
 
 
-def architecture(experiment: int) -> str:
-    """A compact one-line diagram of the model, e.g. ``Conv32 → Pool → ... → Dense10``."""
-    model = build_model(experiment)
+def architecture(model) -> str:
+    """A compact one-line diagram of a model, e.g. ``Conv32 → Pool → ... → Dense10``."""
     names = {"Conv2D": lambda layer: f"Conv{layer.filters}", "Dense": lambda layer: f"Dense{layer.units}",
              "MaxPooling2D": lambda layer: "Pool", "Dropout": lambda layer: f"Drop{layer.rate:g}",
              "BatchNormalization": lambda layer: "BN", "ReLU": lambda layer: "ReLU",
@@ -95,9 +94,9 @@ class Chapter:
         if number not in self.experiments:
             show(f"*Experiment {number} is not in this run's `experiments` parameter: skipped.*")
             return []
-        params = build_model(exp).count_params()
-        show(f"**{exp.label}**: {exp.description}.  \n`{architecture(number)}`  \n"
-             f"{params:,} parameters (study: {exp.study.params:,}).")
+        model = build_model(exp)
+        show(f"**{exp.label}**: {exp.description}.  \n`{architecture(model)}`  \n"
+             f"{model.count_params():,} parameters (study: {exp.study.params:,}).")
         records = run_experiment(exp, epochs=self.epochs, batch_size=self.batch_size, data=self.data,
                                  out_dir=self.runs_dir, seeds=self.seeds, log_every=self.log_every)
         self.records[number] = records

@@ -95,7 +95,7 @@ def check_data(args: argparse.Namespace) -> str:
 def cost_warning(args: argparse.Namespace, notebooks: list[Path]) -> str | None:
     """On a machine without an accelerator, say up front what a long run costs."""
     from .backend import accelerators
-    from .experiments import chapter_experiments
+    from .experiments import chapter_experiments, get_experiment
 
     if accelerators():
         return None
@@ -103,8 +103,6 @@ def cost_warning(args: argparse.Namespace, notebooks: list[Path]) -> str | None:
     # The study's augmented epochs were slow because of its CPU-side generator; ours cost
     # what the same network costs without augmentation (exp 16 ~ exp 9, exp 17 ~ exp 15).
     twin = {16: 9, 17: 15}
-    from .experiments import get_experiment
-
     gpu_seconds = sum(get_experiment(twin.get(e.number, e.number)).study.seconds_per_epoch for e in numbers)
     scale = (args.subset or 50_000) / 50_000 if args.data != "sample" else 2_000 / 50_000
     hours = gpu_seconds * CPU_SLOWDOWN_VS_STUDY_GPU * scale * args.epochs * len(args.seeds) / 3600

@@ -116,8 +116,10 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
     if data is None:
         data = load_cifar10(normalize=exp.normalize)
     if seeds is not None:
-        return [run_experiment(exp, epochs, batch_size, s, data, out_dir, None, force, learning_rate, log_every,
-                               checkpoint_seconds, jit_compile, steps_per_execution, callbacks) for s in seeds]
+        return [run_experiment(exp, epochs=epochs, batch_size=batch_size, seed=s, data=data, out_dir=out_dir,
+                               force=force, learning_rate=learning_rate, log_every=log_every,
+                               checkpoint_seconds=checkpoint_seconds, jit_compile=jit_compile,
+                               steps_per_execution=steps_per_execution, callbacks=callbacks) for s in seeds]
     (x_train, y_train), (x_test, y_test), params, run_dir = _plan(exp, epochs, batch_size, seed, data,
                                                                   out_dir, learning_rate)
     if force and run_dir.exists():
