@@ -8,9 +8,17 @@
 #   mkdir -p .data && cp ../shared/data/cifar10-jpeg-pack.npz ../shared/data/cifar10_unpack.py .data/
 #
 # then run it there with `carry: [".whl", ".data"]` and the command `bash bench/device_suite.sh`.
-# Environment: KERAS_BACKEND (default jax), EPOCHS (default 5), EXPERIMENTS (default all),
-# BENCH_FLAGS (e.g. "--steps-per-execution 8 --jit-compile true", the levers to measure),
-# OUT (where results go; the device tool sets it).
+# It measures one lever at a time (docs/benchmarks.md says which ones and why), so a single
+# call answers what to keep. Environment:
+#   KERAS_BACKEND  jax (default) or torch
+#   EPOCHS         epochs per experiment and setting (default 4; the first one compiles)
+#   EXPERIMENTS    default "2 6 15 17": the smallest, a mid-size, the VGG-like without and with augmentation
+#   SETTINGS       which rows of the sweep to run (default all): names from the list below
+#   BENCH_FLAGS    added to every row, e.g. "--subset 1000" to try the script on a CPU
+#   OUT            where results go (the device tool sets it)
+# The full profile needs the notebook stack too (papermill, nbconvert, ipykernel and their
+# dependencies are not on that machine): carry them as wheels, then run
+#   KERAS_BACKEND=jax ./run_all.sh --data /tmp/cifar10.npz --jobs N <the kept levers>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -d .whl ]; then
@@ -23,6 +31,21 @@ mkdir -p "$out"
 data=/tmp/cifar10.npz
 [ -f "$data" ] || python3 .data/cifar10_unpack.py --pack .data/cifar10-jpeg-pack.npz --npz "$data"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-# shellcheck disable=SC2086  # EXPERIMENTS and BENCH_FLAGS are word lists
-python3 bench/epoch_speed.py --data "$data" --experiments ${EXPERIMENTS:-all} --epochs "${EPOCHS:-5}" \
-  ${BENCH_FLAGS:-} --json "$out/bench_${KERAS_BACKEND}.json" 2>&1 | tee "$out/bench_${KERAS_BACKEND}.log"
+
+declare -A sweep=(
+  [default]=""
+  [jit]="--jit-compile true"
+  [device]="--data-on-device"
+  [steps8]="--steps-per-execution 8"
+  [eval2500]="--eval-batch-size 2500"
+  [all]="--jit-compile true --data-on-device --steps-per-execution 8 --eval-batch-size 2500"
+  [all_shared4]="--jit-compile true --data-on-device --steps-per-execution 8 --eval-batch-size 2500 --parallel 4"
+)
+order="default jit device steps8 eval2500 all all_shared4"
+for name in ${SETTINGS:-$order}; do
+  echo "=== $name: ${sweep[$name]}"
+  # shellcheck disable=SC2086  # EXPERIMENTS and the settings are word lists
+  python3 bench/epoch_speed.py --data "$data" --experiments ${EXPERIMENTS:-2 6 15 17} --epochs "${EPOCHS:-4}" \
+    ${sweep[$name]} ${BENCH_FLAGS:-} --json "$out/${KERAS_BACKEND}_$name.json" 2>&1 | tee "$out/${KERAS_BACKEND}_$name.log" \
+    | grep -v "^I0000\|^W0000" || true
+done

@@ -9,6 +9,7 @@ from .experiments import CHAPTERS, EXPERIMENTS, ArchSpec, Experiment, chapter_ex
 from .models import build_model, compile_model
 from .plots import plot_history, plot_study_comparison, plot_test_accuracy_curves, save_figure
 from .results import results_table
+from .speed import DeviceBatches, Speed
 from .training import RunRecord, load_records, run_experiment
 
 __version__ = "0.1.0"
@@ -18,4 +19,5 @@ __all__ = [
     "CHAPTERS", "EXPERIMENTS", "ArchSpec", "Experiment", "chapter_experiments", "get_experiment",
     "build_model", "compile_model", "RunRecord", "load_records", "run_experiment",
     "plot_history", "plot_study_comparison", "plot_test_accuracy_curves", "save_figure", "results_table",
+    "Speed", "DeviceBatches",
 ]

@@ -20,6 +20,7 @@ from .experiments import CHAPTERS, chapter_experiments, get_experiment
 from .models import build_model
 from .plots import plot_history, plot_study_comparison, save_figure
 from .results import display_table, results_table
+from .speed import Speed
 from .training import RunRecord, find_finished, run_experiment, write_atomic
 
 
@@ -62,13 +63,14 @@ class Chapter:
     def __init__(self, number: int, experiments: Sequence[int] | None = None, epochs: int = 300,
                  batch_size: int = 512, seeds: Sequence[int] = (0,), data_source: str | None = None,
                  subset: int | None = None, out_dir: str | os.PathLike = "output",
-                 log_every: int | None = None):
+                 log_every: int | None = None, eval_every: int = 1, speed: dict | Speed | None = None):
         self.number = number
         self.title = CHAPTERS[number]
         own = [e.number for e in chapter_experiments(number)]
         self.experiments = own if experiments is None else [get_experiment(n).number for n in experiments]
         self.epochs, self.batch_size, self.seeds = epochs, batch_size, list(seeds)
         self.data_source, self.subset, self.log_every = data_source, subset, log_every
+        self.eval_every, self.speed = eval_every, Speed.coerce(speed)
         self.out_dir = Path(out_dir)
         self.runs_dir, self.figures_dir = self.out_dir / "runs", self.out_dir / "figures"
         self.records: dict[int, list[RunRecord]] = {}
@@ -85,7 +87,9 @@ class Chapter:
         show(describe_environment())
         (x_train, _), (x_test, _) = self.data
         show(f"Data: {self.data.source}: {len(x_train):,} training and {len(x_test):,} test images. "
-             f"Runs: {self.epochs} epochs, batch {self.batch_size}, seeds {self.seeds}. "
+             f"Runs: {self.epochs} epochs, batch {self.batch_size}, seeds {self.seeds}, test set evaluated "
+             f"{'every epoch' if self.eval_every == 1 else f'every {self.eval_every} epochs'}; "
+             f"speed settings: {self.speed.describe()}. "
              f"Experiments in this run: {', '.join(map(str, self.experiments))}.")
 
     def run(self, number: int) -> list[RunRecord]:
@@ -98,7 +102,8 @@ class Chapter:
         show(f"**{exp.label}**: {exp.description}.  \n`{architecture(model)}`  \n"
              f"{model.count_params():,} parameters (study: {exp.study.params:,}).")
         records = run_experiment(exp, epochs=self.epochs, batch_size=self.batch_size, data=self.data,
-                                 out_dir=self.runs_dir, seeds=self.seeds, log_every=self.log_every)
+                                 out_dir=self.runs_dir, seeds=self.seeds, log_every=self.log_every,
+                                 eval_every=self.eval_every, speed=self.speed)
         self.records[number] = records
         fig = plot_history(records)
         save_figure(fig, self.figures_dir, self.number, number, "history")
@@ -109,7 +114,8 @@ class Chapter:
 
     def reuse(self, number: int) -> list[RunRecord]:
         """Finished runs of another chapter's experiment with these settings (trains nothing)."""
-        return find_finished(number, self.data, self.epochs, self.batch_size, self.seeds, self.runs_dir)
+        return find_finished(number, self.data, self.epochs, self.batch_size, self.seeds, self.runs_dir,
+                             eval_every=self.eval_every)
 
     def _all_records(self) -> list[RunRecord]:
         return [r for runs in self.records.values() for r in runs]

@@ -64,8 +64,11 @@ def build_model(experiment: int | str | Experiment | ArchSpec, augment: bool | N
 
 def compile_model(model: keras.Model, learning_rate: float = STUDY_LEARNING_RATE,
                   jit_compile: bool | str = "auto", steps_per_execution: int = 1) -> keras.Model:
-    """The study's recipe: Adam, categorical cross-entropy, accuracy."""
-    steps_per_execution = backend.usable_steps_per_execution(steps_per_execution)
+    """The study's recipe: Adam, categorical cross-entropy, accuracy.
+
+    For several training steps per call, take ``steps_per_execution`` from
+    ``backend.prepare_steps`` (``run_experiment`` does): on JAX it fuses the steps itself.
+    """
     jit_compile = backend.usable_jit_compile(jit_compile)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss="categorical_crossentropy", metrics=["accuracy"],

@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .speed import Speed, add_speed_arguments, speed_from_arguments
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
 SUMMARY = "05_summary"
@@ -53,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report", type=Path, default=ROOT / "report", help="report folder (default report/)")
     parser.add_argument("--no-report", action="store_true", help="skip building the report")
     parser.add_argument("--log-every", type=int, help="epochs between progress lines")
+    parser.add_argument("--eval-every", type=int, default=1,
+                        help="evaluate the test set every N epochs (and the first and last); changes the curves")
+    add_speed_arguments(parser)
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
@@ -63,8 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.subset = args.subset or profile["subset"]
     args.out = (args.out or ROOT / "output" / args.profile).resolve()
     args.only = [c.strip().zfill(2) for item in args.only for c in item.split(",") if c.strip()]
-    if args.epochs < 1 or args.jobs < 1:
-        parser.error("--epochs and --jobs must be at least 1")
+    if args.epochs < 1 or args.jobs < 1 or args.eval_every < 1:
+        parser.error("--epochs, --jobs and --eval-every must be at least 1")
+    args.speed = speed_from_arguments(parser, args).as_dict()
     return args
 
 
@@ -183,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     write_profile(args)
     parameters = {"epochs": args.epochs, "batch_size": args.batch_size, "seeds": args.seeds,
                   "data_source": args.data, "subset": args.subset, "out_dir": str(args.out),
-                  "log_every": args.log_every}
+                  "log_every": args.log_every, "eval_every": args.eval_every, "speed": args.speed}
     progress = Progress()
     failed: list[str] = []
     stop = threading.Event()
@@ -227,6 +233,7 @@ def write_profile(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     profile = {"profile": args.profile, "epochs": args.epochs, "batch_size": args.batch_size,
                "seeds": args.seeds, "data": args.data or "keras.datasets download", "subset": args.subset,
+               "eval_every": args.eval_every, "speed": Speed.coerce(args.speed).describe(),
                "backend": backend_name(), "device": device_description(), "versions": versions(),
                "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     write_atomic(args.out / "profile.json", json.dumps(profile, indent=1))

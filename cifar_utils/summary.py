@@ -12,6 +12,7 @@ from .chapter import show
 from .claims import judge_all
 from .plots import plot_study_comparison, plot_test_accuracy_curves, save_figure
 from .results import display_table, results_table, select_records
+from .speed import Speed
 from .training import RunRecord, load_records, write_atomic
 
 
@@ -39,6 +40,7 @@ class Summary:
             "data": "; ".join(sorted({r.data_source for r in self.records})),
             "backend": "; ".join(sorted({r.backend for r in self.records})),
             "device": "; ".join(sorted({r.device for r in self.records})),
+            "speed settings": "; ".join(sorted({Speed.coerce(r.speed).describe() for r in self.records})),
             "training time": f"{runs['wall_seconds'].sum() / 60:.1f} minutes in all",
         }
         lines = "\n".join(f"- **{k}**: {v}" for k, v in facts.items())

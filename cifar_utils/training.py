@@ -18,7 +18,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from . import backend
 from .data import fingerprint, load_cifar10
 from .experiments import STUDY_BATCH_SIZE, STUDY_EPOCHS, STUDY_LEARNING_RATE, Experiment, get_experiment
 from .models import build_model, compile_model
+from .speed import DeviceBatches, Speed
 
 RECORD_FILE = "record.json"
 HISTORY_FILE = "history.csv"
@@ -63,6 +64,7 @@ class RunRecord:
     params: dict
     history: dict[str, list[float]] = field(repr=False)
     run_dir: str = ""
+    speed: dict = field(default_factory=dict)  # the speed settings of the last part trained
 
     @property
     def history_frame(self) -> pd.DataFrame:
@@ -99,7 +101,7 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
                    out_dir: str | os.PathLike = DEFAULT_OUT_DIR, seeds: Sequence[int] | None = None,
                    force: bool = False, learning_rate: float = STUDY_LEARNING_RATE,
                    log_every: int | None = None, checkpoint_seconds: float = 30.0,
-                   jit_compile: bool | str = "auto", steps_per_execution: int = 1,
+                   eval_every: int = 1, speed: Speed | Mapping | None = None,
                    callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunRecord | list[RunRecord]:
     """Train (or reuse) one experiment; with ``seeds`` run each seed and return a list.
 
@@ -107,21 +109,26 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
     rescaled to what the experiment expects. An interrupted run resumes from its last
     checkpoint; a finished one with the same parameters is reused unless ``force``.
     ``callbacks`` run after the package's own (timing, NaN stop, history, checkpoint, log).
-    ``jit_compile`` and ``steps_per_execution`` are speed settings (passed to ``compile``):
-    they change how fast a run goes, not what it computes, so they do not name the run.
+    ``eval_every`` evaluates the test set after every that many epochs (and after the first
+    and last) instead of after each: the curves get fewer points and "best test accuracy"
+    is the best of those, so it names the run when it is not 1.
+    ``speed`` (a ``Speed`` or a dict of its fields) changes how fast a run goes, not what it
+    computes, so it does not name the run.
     """
     exp = get_experiment(experiment)
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
+    speed = Speed.coerce(speed)
+    if epochs < 1 or batch_size < 1 or eval_every < 1:
+        raise ValueError(f"epochs, batch_size and eval_every must be positive, "
+                         f"got {epochs}, {batch_size} and {eval_every}")
     if data is None:
         data = load_cifar10(normalize=exp.normalize)
     if seeds is not None:
         return [run_experiment(exp, epochs=epochs, batch_size=batch_size, seed=s, data=data, out_dir=out_dir,
                                force=force, learning_rate=learning_rate, log_every=log_every,
-                               checkpoint_seconds=checkpoint_seconds, jit_compile=jit_compile,
-                               steps_per_execution=steps_per_execution, callbacks=callbacks) for s in seeds]
+                               checkpoint_seconds=checkpoint_seconds, eval_every=eval_every, speed=speed,
+                               callbacks=callbacks) for s in seeds]
     (x_train, y_train), (x_test, y_test), params, run_dir = _plan(exp, epochs, batch_size, seed, data,
-                                                                  out_dir, learning_rate)
+                                                                  out_dir, learning_rate, eval_every)
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
     if (run_dir / RECORD_FILE).exists():
@@ -132,18 +139,25 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "params.json", json.dumps(params, indent=1))
 
-    model, initial_epoch = _model_at_last_checkpoint(exp, seed, run_dir, learning_rate,
-                                                     jit_compile, steps_per_execution)
+    model, initial_epoch, fit_batch = _model_at_last_checkpoint(exp, seed, run_dir, learning_rate, speed,
+                                                                batch_size)
     progress = ProgressLogger(f"{exp.label} seed {seed}", epochs, log_every)
     callbacks = [EpochTimer(), keras.callbacks.TerminateOnNaN(),
                  keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
                  Checkpointer(run_dir, epochs, checkpoint_seconds), progress, *callbacks]
     if initial_epoch < epochs:
-        model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
-                  validation_data=(x_test, y_test), shuffle=True, verbose=0, callbacks=callbacks)
+        eval_batch = speed.eval_batch_size or batch_size
+        common = {"epochs": epochs, "initial_epoch": initial_epoch, "verbose": 0, "callbacks": callbacks,
+                  "validation_freq": evaluation_epochs(epochs, eval_every)}
+        if speed.data_on_device:
+            model.fit(DeviceBatches(x_train, y_train, fit_batch, shuffle=True),
+                      validation_data=DeviceBatches(x_test, y_test, eval_batch), shuffle=False, **common)
+        else:
+            model.fit(x_train, y_train, batch_size=fit_batch, validation_data=(x_test, y_test),
+                      validation_batch_size=eval_batch, shuffle=True, **common)
     history = _read_history(run_dir / HISTORY_FILE)
     source = getattr(data, "source", "arrays")
-    record = _make_record(exp, seed, model, history, params, source, str(run_dir))
+    record = _make_record(exp, seed, model, history, params, source, str(run_dir), speed)
     _save_weights_atomic(model, run_dir / "model.weights.h5")
     write_atomic(run_dir / RECORD_FILE, record.to_json())
     for checkpoint in run_dir.glob(CHECKPOINT_GLOB):
@@ -152,7 +166,14 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
     return record
 
 
-def _plan(exp: Experiment, epochs: int, batch_size: int, seed: int, data, out_dir, learning_rate: float):
+def evaluation_epochs(epochs: int, every: int = 1) -> list[int]:
+    """The 1-based epochs after which the test set is evaluated: the first, every
+    ``every``-th and the last (the first fixes the history file's columns)."""
+    return sorted({1, epochs, *range(every, epochs + 1, every)})
+
+
+def _plan(exp: Experiment, epochs: int, batch_size: int, seed: int, data, out_dir, learning_rate: float,
+          eval_every: int = 1):
     """The model inputs, every parameter that changes the result, and the run's folder."""
     (x_train, y_train), (x_test, y_test) = data
     normalized = getattr(data, "normalized", None)
@@ -165,6 +186,8 @@ def _plan(exp: Experiment, epochs: int, batch_size: int, seed: int, data, out_di
         "train_size": len(x_train), "test_size": len(x_test),
         "data_fingerprint": fingerprint(((x_train, y_train), (x_test, y_test))),
     }
+    if eval_every != 1:  # only then, so runs made before this setting existed keep their names
+        params["eval_every"] = eval_every
     params = json.loads(json.dumps(params))  # as it will read back from disk (lists, not tuples)
     run_dir = Path(out_dir) / f"{exp.key}-seed{seed}-{_params_hash(params)}"
     return (x_train, y_train), (x_test, y_test), params, run_dir
@@ -173,12 +196,12 @@ def _plan(exp: Experiment, epochs: int, batch_size: int, seed: int, data, out_di
 def find_finished(experiment: int | str | Experiment, data, epochs: int = STUDY_EPOCHS,
                   batch_size: int = STUDY_BATCH_SIZE, seeds: Sequence[int] = (0,),
                   out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
-                  learning_rate: float = STUDY_LEARNING_RATE) -> list[RunRecord]:
+                  learning_rate: float = STUDY_LEARNING_RATE, eval_every: int = 1) -> list[RunRecord]:
     """The finished runs ``run_experiment`` would reuse for these settings; trains nothing."""
     exp = get_experiment(experiment)
     found = []
     for seed in seeds:
-        *_, run_dir = _plan(exp, epochs, batch_size, seed, data, out_dir, learning_rate)
+        *_, run_dir = _plan(exp, epochs, batch_size, seed, data, out_dir, learning_rate, eval_every)
         if (run_dir / RECORD_FILE).exists():
             found.append(RunRecord.from_file(run_dir / RECORD_FILE))
     return found
@@ -188,21 +211,23 @@ def _params_hash(params: dict) -> str:
     return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def _model_at_last_checkpoint(exp: Experiment, seed: int, run_dir: Path, learning_rate: float,
-                              jit_compile, steps_per_execution: int) -> tuple[keras.Model, int]:
-    """A compiled model and the epoch to start from; history past the checkpoint is dropped."""
+def _model_at_last_checkpoint(exp: Experiment, seed: int, run_dir: Path, learning_rate: float, speed: Speed,
+                              batch_size: int) -> tuple[keras.Model, int, int]:
+    """A compiled model, the epoch to start from and the batch size ``fit`` gets (larger
+    when JAX fuses steps); history past the checkpoint is dropped."""
     checkpoints = sorted(run_dir.glob(CHECKPOINT_GLOB))
     initial_epoch = int(checkpoints[-1].name[len("checkpoint-e"):].split(".")[0]) if checkpoints else 0
     keras.utils.set_random_seed(seed * 100_003 + initial_epoch)  # fresh shuffles after a resume
-    model = compile_model(build_model(exp, seed=seed), learning_rate, jit_compile=jit_compile,
-                          steps_per_execution=steps_per_execution)
+    model = build_model(exp, seed=seed)
+    compile_steps, fit_batch = backend.prepare_steps(model, speed.steps_per_execution, batch_size)
+    compile_model(model, learning_rate, jit_compile=speed.jit_compile, steps_per_execution=compile_steps)
     if checkpoints:
         model.optimizer.build(model.trainable_variables)
         model.load_weights(checkpoints[-1])
         print(f"{exp.label} seed {seed}: resuming after epoch {initial_epoch} from {checkpoints[-1]}",
               flush=True)
     _truncate_history(run_dir / HISTORY_FILE, initial_epoch)
-    return model, initial_epoch
+    return model, initial_epoch, fit_batch
 
 
 def _read_history(path: Path) -> pd.DataFrame:
@@ -229,7 +254,7 @@ def _save_weights_atomic(model: keras.Model, path: Path) -> None:
 
 
 def _make_record(exp: Experiment, seed: int, model: keras.Model, history: pd.DataFrame,
-                 params: dict, source: str, run_dir: str) -> RunRecord:
+                 params: dict, source: str, run_dir: str, speed: Speed) -> RunRecord:
     if history.empty:
         raise RuntimeError(f"{run_dir}: training produced no history")
     last = history.iloc[-1]
@@ -245,7 +270,7 @@ def _make_record(exp: Experiment, seed: int, model: keras.Model, history: pd.Dat
         param_count=model.count_params(), wall_seconds=float(seconds.sum()),
         seconds_per_epoch=per_epoch, images_per_second=params["train_size"] / per_epoch,
         backend=backend.backend_name(), device=backend.device_description(), data_source=source,
-        versions=backend.versions(), params=params,
+        versions=backend.versions(), params=params, speed=speed.as_dict(),
         history={k: [float(v) for v in history[k]] for k in history.columns}, run_dir=run_dir)
 
 
@@ -300,18 +325,20 @@ class ProgressLogger(keras.callbacks.Callback):
         self.label, self.epochs = label, epochs
         self.every = every or max(1, epochs // 10)
         self._seconds: list[float] = []
+        self._test = (float("nan"), float("nan"))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self._seconds.append(logs.get("epoch_seconds", 0.0))
+        if "val_accuracy" in logs:  # with eval_every > 1, show the latest evaluation
+            self._test = (logs["val_loss"], logs["val_accuracy"])
         done = epoch + 1
         if done % self.every and done != self.epochs and not self.model.stop_training:
             return
         recent = float(np.median(self._seconds[-5:]))
         print(f"{self.label}: epoch {done}/{self.epochs}  loss {logs.get('loss', float('nan')):.3f}"
               f"  acc {100 * logs.get('accuracy', float('nan')):.1f}%"
-              f"  test loss {logs.get('val_loss', float('nan')):.3f}"
-              f"  test acc {100 * logs.get('val_accuracy', float('nan')):.1f}%"
+              f"  test loss {self._test[0]:.3f}  test acc {100 * self._test[1]:.1f}%"
               f"  {recent:.2f} s/epoch  ETA {_duration(recent * (self.epochs - done))}", flush=True)
 
     def finished(self, record: RunRecord) -> None:

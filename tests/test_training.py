@@ -1,7 +1,6 @@
 """run_experiment: real learning, records, reuse, resume after a crash, divergence."""
 
 import json
-import warnings
 
 import keras
 import numpy as np
@@ -124,29 +123,3 @@ def test_bad_arguments(tiny, tmp_path):
         run_experiment(2, epochs=0, data=tiny, out_dir=tmp_path)
     with pytest.raises(KeyError, match="unknown experiment"):
         run_experiment(99, data=tiny, out_dir=tmp_path)
-
-
-def test_speed_settings_do_not_change_what_is_computed_or_the_run_name(tiny, tmp_path):
-    plain = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the torch backend falls back to one step per call, with a warning
-        fast = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path / "fast",
-                              steps_per_execution=2, jit_compile=True)
-    assert fast.run_dir.rsplit("/", 1)[1] == plain.run_dir.rsplit("/", 1)[1]
-    assert fast.epochs_completed == 2 and fast.status == "completed"
-    np.testing.assert_allclose(fast.history["loss"], plain.history["loss"], rtol=2e-3)
-
-
-def test_speed_settings_seam(monkeypatch):
-    from cifar_utils import backend
-
-    monkeypatch.setattr(backend, "backend_name", lambda: "torch")
-    with pytest.warns(UserWarning, match="torch backend"):
-        assert backend.usable_steps_per_execution(8) == 1
-    with pytest.warns(UserWarning, match="torch.compile"):
-        assert backend.usable_jit_compile(True) is False
-    assert backend.usable_jit_compile("auto") == "auto"
-    monkeypatch.setattr(backend, "backend_name", lambda: "jax")
-    assert backend.usable_steps_per_execution(8) == 8 and backend.usable_jit_compile(True) is True
-    with pytest.raises(ValueError, match="at least 1"):
-        backend.usable_steps_per_execution(0)

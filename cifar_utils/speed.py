@@ -1,0 +1,140 @@
+"""Speed settings: how fast a run goes, never what it computes.
+
+Every setting here leaves the training the same computation (same batches in the same
+order, same random draws, float32): on JAX the losses come out bit-identical, on
+TensorFlow equal to float rounding (tests/test_speed.py). So they do not name a run: a
+finished run is reused whatever its speed settings were. One caveat: ``data_on_device``
+draws the epoch's order from NumPy, as Keras' JAX path does; TensorFlow and PyTorch
+normally draw it from their own generators, so there it is an equally random other order.
+Settings that change the numbers (how often the test set is evaluated) are run
+parameters instead (``run_experiment(eval_every=...)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+
+import keras
+import numpy as np
+
+JIT_CHOICES = ("auto", True, False)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The speed levers of ``run_experiment``; the defaults are Keras' own behaviour.
+
+    ``jit_compile``: passed to ``compile`` ("auto", True, False).
+    ``steps_per_execution``: training steps per compiled call (see ``backend.prepare_steps``).
+    ``eval_batch_size``: batch size for the test-set evaluation (None: the training batch
+    size). Larger means fewer calls; metrics are sample-weighted means, so only float
+    rounding changes.
+    ``data_on_device``: copy the arrays to the accelerator once and cut batches there
+    (``DeviceBatches``) instead of slicing NumPy arrays and copying every batch.
+    """
+
+    jit_compile: bool | str = "auto"
+    steps_per_execution: int = 1
+    eval_batch_size: int | None = None
+    data_on_device: bool = False
+
+    def __post_init__(self):
+        if self.jit_compile not in JIT_CHOICES or not isinstance(self.jit_compile, bool | str):
+            raise ValueError(f"jit_compile must be 'auto', True or False, got {self.jit_compile!r}")
+        if not isinstance(self.steps_per_execution, int) or self.steps_per_execution < 1:
+            raise ValueError(f"steps_per_execution must be a positive integer, got {self.steps_per_execution!r}")
+        if self.eval_batch_size is not None and (not isinstance(self.eval_batch_size, int)
+                                                 or self.eval_batch_size < 1):
+            raise ValueError(f"eval_batch_size must be a positive integer or None, got {self.eval_batch_size!r}")
+        if not isinstance(self.data_on_device, bool):
+            raise ValueError(f"data_on_device must be True or False, got {self.data_on_device!r}")
+
+    @classmethod
+    def coerce(cls, value: Speed | Mapping | None) -> Speed:
+        """Accept a ``Speed``, a dict of its fields (a notebook parameter) or None (defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(f"speed must be a Speed, a dict or None, got {type(value).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown speed setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**value)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """The settings that differ from Keras' defaults, e.g. 'jit_compile=True, data_on_device'."""
+        changed = [f"{k}={v}" if not isinstance(v, bool) or k == "jit_compile" else k
+                   for k, v in self.as_dict().items() if v != getattr(Speed(), k)]
+        return ", ".join(changed) or "Keras defaults"
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``Speed`` fields as command-line flags (``run_all.sh`` and ``bench/`` share them)."""
+    group = parser.add_argument_group("speed settings (same computation; see docs/benchmarks.md)")
+    group.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto")
+    group.add_argument("--steps-per-execution", type=int, default=1, metavar="N",
+                       help="training steps per compiled call (TensorFlow, JAX)")
+    group.add_argument("--eval-batch-size", type=int, metavar="N", help="batch size of the test-set evaluation")
+    group.add_argument("--data-on-device", action="store_true",
+                       help="copy the data to the accelerator once and cut batches there")
+
+
+def speed_from_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Speed:
+    try:
+        return Speed(jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile],
+                     steps_per_execution=args.steps_per_execution, eval_batch_size=args.eval_batch_size,
+                     data_on_device=args.data_on_device)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def speed_flags(speed: Speed) -> list[str]:
+    """The flags that ``add_speed_arguments`` parses back into ``speed``."""
+    flags = ["--jit-compile", str(speed.jit_compile).lower(), "--steps-per-execution", str(speed.steps_per_execution)]
+    if speed.eval_batch_size is not None:
+        flags += ["--eval-batch-size", str(speed.eval_batch_size)]
+    return flags + (["--data-on-device"] if speed.data_on_device else [])
+
+
+class DeviceBatches(keras.utils.PyDataset):
+    """Batches cut from arrays that live on the backend's device (the GPU, if there is one).
+
+    ``model.fit`` on NumPy arrays slices each batch on the host and copies it over; on JAX
+    it even turns device arrays back into NumPy first. Here the arrays are copied once and
+    each batch is a ``keras.ops.take`` on the device. The shuffle draws one
+    ``np.random.permutation`` per epoch, as Keras' array adapter does, so under the same
+    seed the batches are the same ones in the same order.
+    """
+
+    def __init__(self, x, y, batch_size: int, shuffle: bool = False):
+        super().__init__()
+        if len(x) != len(y):
+            raise ValueError(f"DeviceBatches: {len(x)} images but {len(y)} labels")
+        self.x, self.y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+        self.batch_size, self.shuffle, self.size = batch_size, shuffle, len(x)
+        self.order = np.arange(self.size)
+
+    @property
+    def num_batches(self) -> int:
+        return -(-self.size // self.batch_size)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def on_epoch_begin(self) -> None:
+        if self.shuffle:
+            self.order = np.random.permutation(self.size)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"batch {index} out of range 0..{self.num_batches - 1}")
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        return keras.ops.take(self.x, rows, axis=0), keras.ops.take(self.y, rows, axis=0)

@@ -1,0 +1,177 @@
+"""Speed settings: each lever leaves the computation alone, on every backend it claims to."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_utils import DeviceBatches, Speed, build_model, load_cifar10, run_experiment
+from cifar_utils.plots import plot_history
+from cifar_utils.run_all import parse_args
+from cifar_utils.training import evaluation_epochs, find_finished
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_cifar10("sample", subset=200)
+
+
+def test_speed_accepts_dicts_and_names_bad_values():
+    assert Speed.coerce(None) == Speed()
+    assert Speed.coerce({"steps_per_execution": 4}) == Speed(steps_per_execution=4)
+    assert Speed(steps_per_execution=4, data_on_device=True).describe() == "steps_per_execution=4, data_on_device"
+    assert Speed().describe() == "Keras defaults"
+    with pytest.raises(ValueError, match=r"unknown speed setting\(s\) \['mixed_precision'\]"):
+        Speed.coerce({"mixed_precision": True})
+    for bad in ({"steps_per_execution": 0}, {"eval_batch_size": -1}, {"jit_compile": "yes"},
+                {"data_on_device": 1}, {"steps_per_execution": 2.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Speed.coerce(bad)
+    with pytest.raises(TypeError, match="speed must be"):
+        Speed.coerce("fast")
+
+
+def test_device_batches_cut_keras_order_once_per_epoch():
+    x = np.arange(10 * 2, dtype="float32").reshape(10, 2)
+    y = np.arange(10, dtype="float32")[:, None]
+    batches = DeviceBatches(x, y, batch_size=4, shuffle=True)
+    assert len(batches) == 3
+    np.random.seed(3)
+    expected = np.random.permutation(10)  # what Keras' array adapter draws for an epoch
+    np.random.seed(3)
+    batches.on_epoch_begin()
+    got = [tuple(keras.ops.convert_to_numpy(t) for t in batches[i]) for i in range(3)]
+    assert [len(b[0]) for b in got] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in got])[:, 0], expected)
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in got]), x[expected])
+    with pytest.raises(IndexError, match="batch 3"):
+        batches[3]
+    in_order = DeviceBatches(x, y, batch_size=4)
+    in_order.on_epoch_begin()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(in_order[0][1])[:, 0], [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="10 images but 9 labels"):
+        DeviceBatches(x, y[:9], batch_size=4)
+
+
+def test_evaluation_epochs_keep_first_and_last():
+    assert evaluation_epochs(5) == [1, 2, 3, 4, 5]
+    assert evaluation_epochs(10, 4) == [1, 4, 8, 10]
+    assert evaluation_epochs(300, 5)[:3] == [1, 5, 10] and len(evaluation_epochs(300, 5)) == 61
+    assert evaluation_epochs(1, 5) == [1]
+
+
+def test_speed_settings_keep_the_numbers_and_the_run_name(tiny, tmp_path):
+    plain = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # on torch, several steps per call fall back to one, with a warning
+        fast = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path / "fast",
+                              speed={"steps_per_execution": 2, "eval_batch_size": 50})
+    assert fast.run_dir.rsplit("/", 1)[1] == plain.run_dir.rsplit("/", 1)[1]
+    assert fast.speed["steps_per_execution"] == 2 and plain.speed == Speed().as_dict()
+    # Same batches, same order, same random draws: equal to float rounding.
+    np.testing.assert_allclose(fast.history["loss"], plain.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(fast.history["val_loss"], plain.history["val_loss"], rtol=1e-5)
+
+
+def test_data_on_device_trains_the_same_model(tiny, tmp_path):
+    record = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path,
+                            speed={"data_on_device": True, "jit_compile": True})
+    assert record.status == "completed" and record.epochs_completed == 2
+    assert record.speed["data_on_device"] and record.param_count == 24522
+    assert record.history["loss"][1] < record.history["loss"][0]
+
+
+JAX_SCRIPT = textwrap.dedent("""
+    import json, sys, tempfile
+    from cifar_utils import load_cifar10, run_experiment
+    data = load_cifar10("sample", subset=200)
+    speeds = [None, {"steps_per_execution": 3}, {"data_on_device": True, "eval_batch_size": 100}]
+    out = {}
+    for i, speed in enumerate(speeds):
+        # exp 16: augmentation and dropout draw random numbers every step. 200 images in batches
+        # of 48, 3 per call: calls of 144 and 56 images, the last one a full step and a partial
+        # one (the case a one-iteration lax.scan got wrong).
+        r = run_experiment(16, epochs=2, batch_size=48, data=data, out_dir=tempfile.mkdtemp(), speed=speed)
+        out[i] = [r.history["loss"], r.history["val_loss"], r.backend]
+    json.dump(out, sys.stdout)
+""")
+
+
+def test_jax_fused_steps_and_device_batches_are_bit_identical():
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run([sys.executable, "-c", JAX_SCRIPT], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {run[2] for run in runs.values()} == {"jax"}
+    for i in "12":
+        assert runs[i][0] == runs["0"][0], (i, runs[i][0], runs["0"][0])  # training: to the last bit
+        np.testing.assert_allclose(runs[i][1], runs["0"][1], rtol=1e-6)  # evaluation batch size may differ
+
+
+def test_eval_every_thins_the_test_curve_and_names_the_run(tiny, tmp_path):
+    every = run_experiment(2, epochs=4, batch_size=64, data=tiny, out_dir=tmp_path, eval_every=3)
+    val = np.array(every.history["val_accuracy"])
+    assert np.isnan(val[1]) and np.isfinite(val[[0, 2, 3]]).all()  # epochs 1, 3 and 4
+    assert every.test_acc == pytest.approx(100 * val[3]) and every.params["eval_every"] == 3
+    each = run_experiment(2, epochs=4, batch_size=64, data=tiny, out_dir=tmp_path)
+    assert each.run_dir != every.run_dir and "eval_every" not in each.params
+    (found,) = find_finished(2, tiny, epochs=4, batch_size=64, out_dir=tmp_path, eval_every=3)
+    assert found.run_dir == every.run_dir
+    figure = plot_history(every)
+    test_line = [line for line in figure.axes[1].lines if line.get_label() == "test"][0]
+    assert list(test_line.get_xdata()) == [1, 3, 4]
+
+
+def test_steps_seam_per_backend(monkeypatch):
+    from cifar_utils import backend
+
+    model = build_model(2)
+    monkeypatch.setattr(backend, "backend_name", lambda: "tensorflow")
+    assert backend.prepare_steps(model, 8, 512) == (8, 512)
+    monkeypatch.setattr(backend, "backend_name", lambda: "torch")
+    with pytest.warns(UserWarning, match="torch backend"):
+        assert backend.prepare_steps(model, 8, 512) == (1, 512)
+    with pytest.warns(UserWarning, match="torch.compile"):
+        assert backend.usable_jit_compile(True) is False
+    assert backend.usable_jit_compile("auto") == "auto"
+    monkeypatch.setattr(backend, "backend_name", lambda: "jax")
+    assert backend.prepare_steps(model, 1, 512) == (1, 512) and "train_step" not in vars(model)
+    assert backend.prepare_steps(model, 8, 512) == (1, 4096) and "train_step" in vars(model)
+    assert backend.usable_jit_compile(True) is True
+    with pytest.raises(ValueError, match="positive integer"):
+        backend.prepare_steps(model, 0, 512)
+
+
+def test_run_all_passes_speed_settings_to_the_notebooks():
+    args = parse_args(["--quick", "--steps-per-execution", "4", "--data-on-device", "--eval-every", "5"])
+    assert args.speed == Speed(steps_per_execution=4, data_on_device=True).as_dict() and args.eval_every == 5
+    with pytest.raises(SystemExit):
+        parse_args(["--quick", "--eval-batch-size", "0"])
+
+
+def test_bench_script_measures_and_projects(tmp_path):
+    out = tmp_path / "bench.json"
+    command = [sys.executable, "bench/epoch_speed.py", "--data", "sample", "--subset", "500", "--experiments", "1",
+               "2", "--epochs", "2", "--batch-size", "128", "--parallel", "2", "--eval-batch-size", "250",
+               "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert [row["experiment"] for row in result["rows"]] == [1, 2]
+    assert result["speed"]["eval_batch_size"] == 250 and result["parallel"] == 2
+    for row in result["rows"]:
+        assert row["train_size"] == 500 and row["seconds_per_epoch"] > 0
+        assert row["images_per_second"] == pytest.approx(500 / row["seconds_per_epoch"])
+    # Two runs two at a time: the projection is the longer one, not the sum.
+    per_run = [299 * r["seconds_per_epoch"] + r["first_epoch_seconds"] for r in result["rows"]]
+    assert result["projected_full_profile_seconds"] == pytest.approx(max(per_run))
+    assert "projected wall time of 300 epochs" in done.stdout
