@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import keras
@@ -64,7 +64,7 @@ class RunRecord:
     params: dict
     history: dict[str, list[float]] = field(repr=False)
     run_dir: str = ""
-    speed: dict = field(default_factory=dict)  # the speed settings of the last part trained
+    speed: dict = field(default_factory=dict)  # the speed settings in effect for the last part trained
 
     @property
     def history_frame(self) -> pd.DataFrame:
@@ -139,8 +139,8 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "params.json", json.dumps(params, indent=1))
 
-    model, initial_epoch, fit_batch = _model_at_last_checkpoint(exp, seed, run_dir, learning_rate, speed,
-                                                                batch_size)
+    model, initial_epoch, fit_batch, speed = _model_at_last_checkpoint(exp, seed, run_dir, learning_rate, speed,
+                                                                       batch_size)
     progress = ProgressLogger(f"{exp.label} seed {seed}", epochs, log_every)
     callbacks = [EpochTimer(), keras.callbacks.TerminateOnNaN(),
                  keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
@@ -212,22 +212,25 @@ def _params_hash(params: dict) -> str:
 
 
 def _model_at_last_checkpoint(exp: Experiment, seed: int, run_dir: Path, learning_rate: float, speed: Speed,
-                              batch_size: int) -> tuple[keras.Model, int, int]:
-    """A compiled model, the epoch to start from and the batch size ``fit`` gets (larger
-    when JAX fuses steps); history past the checkpoint is dropped."""
+                              batch_size: int) -> tuple[keras.Model, int, int, Speed]:
+    """A compiled model, the epoch to start from, the batch size ``fit`` gets (larger when
+    JAX fuses steps) and the speed settings in effect (a backend may fall back from some);
+    history past the checkpoint is dropped."""
     checkpoints = sorted(run_dir.glob(CHECKPOINT_GLOB))
     initial_epoch = int(checkpoints[-1].name[len("checkpoint-e"):].split(".")[0]) if checkpoints else 0
     keras.utils.set_random_seed(seed * 100_003 + initial_epoch)  # fresh shuffles after a resume
     model = build_model(exp, seed=seed)
     compile_steps, fit_batch = backend.prepare_steps(model, speed.steps_per_execution, batch_size)
-    compile_model(model, learning_rate, jit_compile=speed.jit_compile, steps_per_execution=compile_steps)
+    jit_compile = backend.usable_jit_compile(speed.jit_compile)
+    compile_model(model, learning_rate, jit_compile=jit_compile, steps_per_execution=compile_steps)
+    speed = replace(speed, jit_compile=jit_compile, steps_per_execution=compile_steps * fit_batch // batch_size)
     if checkpoints:
         model.optimizer.build(model.trainable_variables)
         model.load_weights(checkpoints[-1])
         print(f"{exp.label} seed {seed}: resuming after epoch {initial_epoch} from {checkpoints[-1]}",
               flush=True)
     _truncate_history(run_dir / HISTORY_FILE, initial_epoch)
-    return model, initial_epoch, fit_batch
+    return model, initial_epoch, fit_batch, speed
 
 
 def _read_history(path: Path) -> pd.DataFrame:

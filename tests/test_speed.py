@@ -73,7 +73,8 @@ def test_speed_settings_keep_the_numbers_and_the_run_name(tiny, tmp_path):
         fast = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path / "fast",
                               speed={"steps_per_execution": 2, "eval_batch_size": 50})
     assert fast.run_dir.rsplit("/", 1)[1] == plain.run_dir.rsplit("/", 1)[1]
-    assert fast.speed["steps_per_execution"] == 2 and plain.speed == Speed().as_dict()
+    effective = 1 if keras.backend.backend() == "torch" else 2  # the record says what ran
+    assert fast.speed["steps_per_execution"] == effective and plain.speed == Speed().as_dict()
     # Same batches, same order, same random draws: equal to float rounding.
     np.testing.assert_allclose(fast.history["loss"], plain.history["loss"], rtol=1e-5)
     np.testing.assert_allclose(fast.history["val_loss"], plain.history["val_loss"], rtol=1e-5)
