@@ -176,3 +176,15 @@ def test_bench_script_measures_and_projects(tmp_path):
     per_run = [299 * r["seconds_per_epoch"] + r["first_epoch_seconds"] for r in result["rows"]]
     assert result["projected_full_profile_seconds"] == pytest.approx(max(per_run))
     assert "projected wall time of 300 epochs" in done.stdout
+
+
+def test_full_report_banner_names_evaluation_and_speed_settings():
+    from cifar_utils.report import _banner
+
+    profile = {"profile": "full", "epochs": 300, "batch_size": 512, "seeds": [0], "data": "/tmp/cifar10.npz",
+               "backend": "jax", "device": "NVIDIA H200", "eval_every": 5,
+               "speed": Speed(steps_per_execution=8).describe(), "started": "2026-11-28 10:00 UTC"}
+    text = _banner(profile)
+    assert "test set evaluated every 5 epochs" in text and "speed settings: steps_per_execution=8" in text
+    assert "Keras backend jax, on NVIDIA H200" in text
+    assert "every epoch" in _banner({**profile, "eval_every": 1})
