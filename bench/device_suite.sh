@@ -8,8 +8,9 @@
 #   mkdir -p .data && cp ../shared/data/cifar10-jpeg-pack.npz ../shared/data/cifar10_unpack.py .data/
 #
 # then run it there with `carry: [".whl", ".data"]` and the command `bash bench/device_suite.sh`.
-# It measures one lever at a time (docs/benchmarks.md says which ones and why), so a single
-# call answers what to keep. Environment:
+# It measures the per-step overhead first (bench/step_overhead.py), then one lever at a time
+# on real models (docs/benchmarks.md says which ones and why), so a single call answers
+# what to keep. Environment:
 #   KERAS_BACKEND  jax (default) or torch
 #   EPOCHS         epochs per experiment and setting (default 4; the first one compiles)
 #   EXPERIMENTS    default "2 6 15 17": the smallest, a mid-size, the VGG-like without and with augmentation
@@ -31,6 +32,10 @@ mkdir -p "$out"
 data=/tmp/cifar10.npz
 [ -f "$data" ] || python3 .data/cifar10_unpack.py --pack .data/cifar10-jpeg-pack.npz --npz "$data"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+
+echo "=== per-step overhead (bench/step_overhead.py)"
+python3 bench/step_overhead.py --epochs "${EPOCHS:-4}" --json "$out/${KERAS_BACKEND}_step_overhead.json" 2>&1 \
+  | tee "$out/${KERAS_BACKEND}_step_overhead.log" | grep -v "^I0000\|^W0000" || true
 
 declare -A sweep=(
   [default]=""

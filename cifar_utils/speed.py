@@ -138,3 +138,15 @@ class DeviceBatches(keras.utils.PyDataset):
             raise IndexError(f"batch {index} out of range 0..{self.num_batches - 1}")
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         return keras.ops.take(self.x, rows, axis=0), keras.ops.take(self.y, rows, axis=0)
+
+
+def fit_data(train, test, speed: Speed, batch_size: int, fit_batch: int | None = None) -> dict:
+    """The data arguments of ``model.fit`` for these settings (``fit_batch``: the batch
+    ``backend.prepare_steps`` returned, larger than ``batch_size`` when JAX fuses steps)."""
+    (x, y), (x_test, y_test) = train, test
+    fit_batch, eval_batch = fit_batch or batch_size, speed.eval_batch_size or batch_size
+    if speed.data_on_device:
+        return {"x": DeviceBatches(x, y, fit_batch, shuffle=True),
+                "validation_data": DeviceBatches(x_test, y_test, eval_batch), "shuffle": False}
+    return {"x": x, "y": y, "batch_size": fit_batch, "validation_data": (x_test, y_test),
+            "validation_batch_size": eval_batch, "shuffle": True}

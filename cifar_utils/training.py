@@ -30,7 +30,7 @@ from . import backend
 from .data import fingerprint, load_cifar10
 from .experiments import STUDY_BATCH_SIZE, STUDY_EPOCHS, STUDY_LEARNING_RATE, Experiment, get_experiment
 from .models import build_model, compile_model
-from .speed import DeviceBatches, Speed
+from .speed import Speed, fit_data
 
 RECORD_FILE = "record.json"
 HISTORY_FILE = "history.csv"
@@ -146,15 +146,9 @@ def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCH
                  keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
                  Checkpointer(run_dir, epochs, checkpoint_seconds), progress, *callbacks]
     if initial_epoch < epochs:
-        eval_batch = speed.eval_batch_size or batch_size
-        common = {"epochs": epochs, "initial_epoch": initial_epoch, "verbose": 0, "callbacks": callbacks,
-                  "validation_freq": evaluation_epochs(epochs, eval_every)}
-        if speed.data_on_device:
-            model.fit(DeviceBatches(x_train, y_train, fit_batch, shuffle=True),
-                      validation_data=DeviceBatches(x_test, y_test, eval_batch), shuffle=False, **common)
-        else:
-            model.fit(x_train, y_train, batch_size=fit_batch, validation_data=(x_test, y_test),
-                      validation_batch_size=eval_batch, shuffle=True, **common)
+        model.fit(**fit_data((x_train, y_train), (x_test, y_test), speed, batch_size, fit_batch),
+                  epochs=epochs, initial_epoch=initial_epoch, validation_freq=evaluation_epochs(epochs, eval_every),
+                  verbose=0, callbacks=callbacks)
     history = _read_history(run_dir / HISTORY_FILE)
     source = getattr(data, "source", "arrays")
     record = _make_record(exp, seed, model, history, params, source, str(run_dir), speed)

@@ -188,3 +188,17 @@ def test_full_report_banner_names_evaluation_and_speed_settings():
     assert "test set evaluated every 5 epochs" in text and "speed settings: steps_per_execution=8" in text
     assert "Keras backend jax, on NVIDIA H200" in text
     assert "every epoch" in _banner({**profile, "eval_every": 1})
+
+
+def test_step_overhead_bench_runs_every_setting(tmp_path):
+    out = tmp_path / "overhead.json"
+    done = subprocess.run([sys.executable, "bench/step_overhead.py", "--epochs", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {row["setting"]: row for row in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["defaults", "eval batch 2500", "steps 8", "data on device", "all three"]
+    assert all(row["seconds_per_epoch"] > 0 for row in rows.values())
+    # Settings that keep the batches and their order end with the same weights.
+    for name in ("eval batch 2500", "steps 8"):
+        assert rows[name]["weight_checksum"] == pytest.approx(rows["defaults"]["weight_checksum"], rel=1e-4)
