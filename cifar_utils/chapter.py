@@ -21,7 +21,7 @@ from .models import build_model
 from .plots import plot_history, plot_study_comparison, save_figure
 from .results import display_table, results_table
 from .speed import Speed
-from .training import RunRecord, find_finished, run_experiment, write_atomic
+from .training import RunRecord, evaluation_phrase, find_finished, run_experiment, write_atomic
 
 
 def show(obj) -> None:
@@ -87,8 +87,8 @@ class Chapter:
         show(describe_environment())
         (x_train, _), (x_test, _) = self.data
         show(f"Data: {self.data.source}: {len(x_train):,} training and {len(x_test):,} test images. "
-             f"Runs: {self.epochs} epochs, batch {self.batch_size}, seeds {self.seeds}, test set evaluated "
-             f"{'every epoch' if self.eval_every == 1 else f'every {self.eval_every} epochs'}; "
+             f"Runs: {self.epochs} epochs, batch {self.batch_size}, seeds {self.seeds}, "
+             f"{evaluation_phrase(self.eval_every)}; "
              f"speed settings: {self.speed.describe()}. "
              f"Experiments in this run: {', '.join(map(str, self.experiments))}.")
 

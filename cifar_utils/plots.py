@@ -31,10 +31,16 @@ def curves(records: Sequence[RunRecord], key: str, scale: float = 1.0) -> tuple[
     return values.mean(axis=0), values.std(axis=0)
 
 
-def _plot_band(ax, mean: np.ndarray, std: np.ndarray, label: str, color: str) -> None:
-    """A line with a ±std band; epochs without a value (test set not evaluated) are skipped."""
+def _evaluated(mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1-based epochs with a value, and the mask: with ``eval_every`` > 1 the test curve has gaps."""
     evaluated = np.isfinite(mean)
-    epochs, mean, std = np.arange(1, len(mean) + 1)[evaluated], mean[evaluated], std[evaluated]
+    return np.arange(1, len(mean) + 1)[evaluated], evaluated
+
+
+def _plot_band(ax, mean: np.ndarray, std: np.ndarray, label: str, color: str) -> None:
+    """A line with a ±std band over the epochs that have a value."""
+    epochs, evaluated = _evaluated(mean)
+    mean, std = mean[evaluated], std[evaluated]
     ax.plot(epochs, mean, label=label, color=color, marker="o" if len(mean) < 12 else None, markersize=3)
     if std.any():
         ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
@@ -74,9 +80,8 @@ def plot_test_accuracy_curves(records: Iterable[RunRecord], title: str = "Test a
         shades = plt.get_cmap(cmap)(np.linspace(0.45, 0.95, max(len(numbers), 1)))
         for number, shade in zip(numbers, shades, strict=False):
             mean, _ = curves(grouped[number], "val_accuracy", 100)
-            evaluated = np.isfinite(mean)
-            ax.plot(np.arange(1, len(mean) + 1)[evaluated], mean[evaluated], color=shade,
-                    label=get_experiment(number).label)
+            epochs, evaluated = _evaluated(mean)
+            ax.plot(epochs, mean[evaluated], color=shade, label=get_experiment(number).label)
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)

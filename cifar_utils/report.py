@@ -14,6 +14,8 @@ from pathlib import Path
 
 import nbformat
 
+from .training import evaluation_phrase
+
 TEMPLATES = Path(__file__).with_name("templates")
 ORDER_FIRST = "05_summary"
 
@@ -24,11 +26,9 @@ def _banner(profile: dict) -> str:
     if profile.get("profile") == "quick":
         return (f"QUICK PROFILE: {profile.get('epochs')} epochs on the bundled sample ({where}). "
                 "A smoke test of the pipeline: these are not the study's numbers.")
-    every = profile.get("eval_every", 1)
-    evaluated = "test set evaluated every epoch" if every == 1 else f"test set evaluated every {every} epochs"
     return (f"Full profile: {profile.get('epochs')} epochs, batch {profile.get('batch_size')}, "
-            f"seeds {profile.get('seeds')}, {evaluated}; {where}; speed settings: "
-            f"{profile.get('speed', 'Keras defaults')}; started {profile.get('started')}.")
+            f"seeds {profile.get('seeds')}, {evaluation_phrase(profile.get('eval_every', 1))}; {where}; "
+            f"speed settings: {profile.get('speed', 'Keras defaults')}; started {profile.get('started')}.")
 
 
 def _slides_only(cell) -> bool:

@@ -166,6 +166,11 @@ def evaluation_epochs(epochs: int, every: int = 1) -> list[int]:
     return sorted({1, epochs, *range(every, epochs + 1, every)})
 
 
+def evaluation_phrase(every: int) -> str:
+    """How often the test set is evaluated, as chapters and the report say it."""
+    return "test set evaluated every epoch" if every == 1 else f"test set evaluated every {every} epochs"
+
+
 def _plan(exp: Experiment, epochs: int, batch_size: int, seed: int, data, out_dir, learning_rate: float,
           eval_every: int = 1):
     """The model inputs, every parameter that changes the result, and the run's folder."""
