@@ -1,7 +1,8 @@
-"""What a chapter notebook calls: settings once, then one line per slide.
+"""What a chapter notebook calls: settings once, then a few lines per slide.
 
 The sentences that judge a result are computed here from the runs (``compare``,
-``judge``), so a notebook's prose stays true when the numbers change.
+``judge``), so a notebook's prose stays true when the numbers change. The code a reader
+sees is generated from the model that trains (``model_code``), so the two never drift.
 """
 
 from __future__ import annotations
@@ -12,16 +13,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 
 from . import backend
 from .claims import CONTRADICTED, SUPPORTED, Difference, Judgement, evaluate, get_claim, judge
 from .data import CifarData, load_cifar10
-from .experiments import CHAPTERS, chapter_experiments, get_experiment
+from .experiments import CHAPTERS, Experiment, chapter_experiments, get_experiment
+from .model_code import architecture, code_changes, model_code
 from .models import build_model
 from .plots import plot_history, plot_study_comparison, save_figure
+from .reference import ReferenceRuns, load_reference
 from .results import display_table, results_table
 from .speed import Speed
 from .training import RunRecord, evaluation_phrase, find_finished, run_experiment, write_atomic
+
+BEST_EPOCH_NOTE = ("*The study reported each model's final epoch. A \"best epoch\" is chosen by looking at the "
+                   "test set, which makes it an optimistic number; the verdicts use the final epoch.*")
 
 
 def show(obj) -> None:
@@ -44,36 +51,37 @@ def describe_environment() -> str:
     where = f"**{backend.device_description()}**" if found else "**no GPU** (CPU only)"
     advice = "" if found else (" Full-length runs (300 epochs) take hours per experiment on a CPU: "
                                "use the bundled sample and few epochs (`./run_all.sh --quick`), "
+                               "read the reference results (`reference_dir`), "
                                "or a GPU runtime in Colab (Runtime → Change runtime type).")
     return f"Keras {backend.versions()['keras']} on the **{backend.backend_name()}** backend, {where}.{advice}"
 
 
-def architecture(model) -> str:
-    """A compact one-line diagram of a model, e.g. ``Conv32 → Pool → ... → Dense10``."""
-    names = {"Conv2D": lambda layer: f"Conv{layer.filters}", "Dense": lambda layer: f"Dense{layer.units}",
-             "MaxPooling2D": lambda layer: "Pool", "Dropout": lambda layer: f"Drop{layer.rate:g}",
-             "BatchNormalization": lambda layer: "BN", "ReLU": lambda layer: "ReLU",
-             "Flatten": lambda layer: "Flatten", "Augment": lambda layer: "Augment"}
-    return " → ".join(names[type(layer).__name__](layer) for layer in model.layers)
+def results_marker(number: int) -> str:
+    """The file a chapter writes last: its presence (with this run's token) means it finished."""
+    return f"chapter_{number:02d}.json"
 
 
 class Chapter:
-    """One chapter's settings (the notebook's parameters) and its slides."""
+    """One chapter's settings (the notebook's parameters), its runs and its slides."""
 
-    def __init__(self, number: int, experiments: Sequence[int] | None = None, epochs: int = 300,
-                 batch_size: int = 512, seeds: Sequence[int] = (0,), data_source: str | None = None,
+    def __init__(self, number: int, experiments: Sequence[int] | None = None, epochs: int | None = None,
+                 batch_size: int | None = None, seeds: Sequence[int] = (0,), data_source: str | None = None,
                  subset: int | None = None, out_dir: str | os.PathLike = "output",
-                 log_every: int | None = None, eval_every: int = 1, speed: dict | Speed | None = None):
+                 log_every: int | None = None, eval_every: int = 1, speed: dict | Speed | None = None,
+                 train: bool = True, reference_dir: str | os.PathLike | None = None, run_token: str | None = None):
         self.number = number
         self.title = CHAPTERS[number]
         own = [e.number for e in chapter_experiments(number)]
         self.experiments = own if experiments is None else [get_experiment(n).number for n in experiments]
         self.epochs, self.batch_size, self.seeds = epochs, batch_size, list(seeds)
         self.data_source, self.subset, self.log_every = data_source, subset, log_every
-        self.eval_every, self.speed = eval_every, Speed.coerce(speed)
+        self.eval_every, self.speed, self.train = eval_every, Speed.coerce(speed), train
+        self.run_token = run_token
         self.out_dir = Path(out_dir)
         self.runs_dir, self.figures_dir = self.out_dir / "runs", self.out_dir / "figures"
+        self.reference: ReferenceRuns | None = load_reference(reference_dir) if reference_dir else None
         self.records: dict[int, list[RunRecord]] = {}
+        self.figures: list[str] = []
         self._data: CifarData | None = None
 
     @property
@@ -83,49 +91,143 @@ class Chapter:
             self._data = load_cifar10(self.data_source, subset=self.subset)
         return self._data
 
+    @property
+    def from_reference(self) -> bool:
+        """Numbers come from the reference folder (nothing is trained or looked up here)."""
+        return self.reference is not None and not self.train
+
     def setup(self) -> None:
         show(describe_environment())
+        if self.from_reference:
+            show(self.reference.describe() + " Nothing is trained in this chapter: it reads those runs.")
+            return
         (x_train, _), (x_test, _) = self.data
+        epochs = self.epochs or "each recipe's (the study's 300)"
+        batch = self.batch_size or "each recipe's (the study's 512)"
         show(f"Data: {self.data.source}: {len(x_train):,} training and {len(x_test):,} test images. "
-             f"Runs: {self.epochs} epochs, batch {self.batch_size}, seeds {self.seeds}, "
-             f"{evaluation_phrase(self.eval_every)}; "
+             f"Runs: epochs {epochs}, batch {batch}, seeds {self.seeds}, {evaluation_phrase(self.eval_every)}; "
              f"speed settings: {self.speed.describe()}. "
-             f"Experiments in this run: {', '.join(map(str, self.experiments))}.")
+             f"Experiments in this run: {', '.join(map(str, self.experiments))}."
+             + ("" if self.train else " Runs are read, not trained (`./run_all.sh` trained them first)."))
+        if self.reference is not None:
+            show(self.reference.describe() + " Its numbers are shown next to this run's.")
 
-    def run(self, number: int) -> list[RunRecord]:
-        """Train (or reuse) one experiment over all seeds; show its curves and numbers."""
+    # --- the model code ----------------------------------------------------------------
+
+    def show_model(self, number: int, changes_from: int | None = None, listing: bool = True) -> None:
+        """The experiment's name, one-line diagram, parameter count, recipe, and its Keras
+        code: the whole listing, or only what changed from experiment ``changes_from``
+        (``listing=False``: no code, when the notebook shows it in a cell of its own)."""
+        exp = get_experiment(number)
+        model = build_model(exp)
+        study = f" (study: {exp.study.params:,})" if exp.study else ""
+        recipe = exp.recipe.changes()
+        trained = ("the study's recipe: Adam(1e-3), batch 512, 300 epochs" if not recipe else
+                   "the study's recipe except " + ", ".join(f"{k}={v}" for k, v in recipe.items()))
+        show(f"**{exp.label}**: {exp.description}.  \n`{architecture(exp)}`  \n"
+             f"{model.count_params():,} parameters{study}; trained with {trained}.")
+        if not listing:
+            return
+        if changes_from is None:
+            show(f"```python\n{model_code(exp)}\n```")
+        else:
+            show(f"What changes from experiment {changes_from}:\n\n```diff\n{code_changes(changes_from, exp)}\n```")
+
+    # --- runs ----------------------------------------------------------------------------
+
+    def records_of(self, experiment: int | Experiment, seeds: Sequence[int] | None = None,
+                   keep_batch_size: bool = False) -> list[RunRecord]:
+        """The runs of one experiment (or sweep variant): trained or reused when ``train``,
+        else the finished ones, or the reference's. ``keep_batch_size``: a sweep point
+        whose batch size is what it varies ignores the chapter's batch size."""
+        exp = get_experiment(experiment)
+        seeds = list(self.seeds if seeds is None else seeds)
+        if self.from_reference:
+            return [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
+        batch_size = None if keep_batch_size else self.batch_size
+        if self.train:
+            return run_experiment(exp, epochs=self.epochs, batch_size=batch_size, data=self.data,
+                                  out_dir=self.runs_dir, seeds=seeds, log_every=self.log_every,
+                                  eval_every=self.eval_every, speed=self.speed)
+        return find_finished(exp, self.data, self.epochs, batch_size, seeds, self.runs_dir, self.eval_every)
+
+    def run(self, number: int, seeds: Sequence[int] | None = None) -> list[RunRecord]:
+        """Train (or reuse, or read) one experiment over all seeds (or ``seeds``); show its
+        curves and numbers."""
         exp = get_experiment(number)
         if number not in self.experiments:
             show(f"*Experiment {number} is not in this run's `experiments` parameter: skipped.*")
             return []
-        model = build_model(exp)
-        show(f"**{exp.label}**: {exp.description}.  \n`{architecture(model)}`  \n"
-             f"{model.count_params():,} parameters (study: {exp.study.params:,}).")
-        records = run_experiment(exp, epochs=self.epochs, batch_size=self.batch_size, data=self.data,
-                                 out_dir=self.runs_dir, seeds=self.seeds, log_every=self.log_every,
-                                 eval_every=self.eval_every, speed=self.speed)
+        records = self.records_of(exp, seeds)
         self.records[number] = records
+        if not records:
+            show(f"*Experiment {number}: no finished run with these settings (not run, or its training failed: "
+                 "see the log).*")
+            return []
         fig = plot_history(records)
-        save_figure(fig, self.figures_dir, self.number, number, "history")
-        show(fig)
-        plt.close(fig)
-        show(display_table(results_table(records, [number])))
+        self.figure(fig, "history", experiment=number)
+        shown = display_table(results_table(records, [number]))
+        if self.reference is not None and not self.from_reference:
+            reference = self.reference.of(number)
+            if reference:
+                ours = shown.rename(index=lambda name: f"{name} (this run)")
+                theirs = display_table(results_table(reference, [number])).rename(
+                    index=lambda name: f"{name} (reference)")
+                shown = pd.concat([ours, theirs])
+        show(shown)
         return records
 
-    def reuse(self, number: int) -> list[RunRecord]:
-        """Finished runs of another chapter's experiment with these settings (trains nothing)."""
-        return find_finished(number, self.data, self.epochs, self.batch_size, self.seeds, self.runs_dir,
-                             eval_every=self.eval_every)
+    def reuse(self, number: int, seeds: Sequence[int] | None = None) -> list[RunRecord]:
+        """Runs of another chapter's experiment with these settings (trains nothing); they
+        join this chapter's records for its verdicts (runs it already holds stay as they are)."""
+        if self.records.get(number):
+            return self.records[number]
+        seeds = list(self.seeds if seeds is None else seeds)
+        if self.from_reference:
+            found = [r for r in self.reference.of(number) if r.seed in seeds]
+        else:
+            found = find_finished(number, self.data, self.epochs, self.batch_size, seeds, self.runs_dir,
+                                  eval_every=self.eval_every)
+        if found:
+            self.records[number] = found
+        return found
 
-    def _all_records(self) -> list[RunRecord]:
+    def try_out(self, experiments: Sequence[int | Experiment], epochs: int | None = None, subset: int = 2000,
+                batch_size: int = 128) -> list[RunRecord]:
+        """An exercise's short experiment: each model trained ``epochs`` epochs (3, or fewer
+        when the chapter's runs are shorter) on a stratified ``subset`` of the training
+        images, into ``exercises/`` (never mixed with the chapter's runs), then its curves on
+        one axis and its numbers."""
+        epochs = epochs or min(3, self.epochs or 3)
+        from .plots import plot_run_groups
+
+        if self.from_reference:
+            show("*Not run here: this chapter renders the reference results and trains nothing. "
+                 "Run the cell yourself to try it (it takes a minute on a CPU).*")
+            return []
+        data = load_cifar10(self.data_source, subset=min(subset, len(self.data[0][0])))
+        records = [run_experiment(exp, epochs=epochs, batch_size=batch_size, data=data, out_dir=self.out_dir /
+                                  "exercises", log_every=epochs) for exp in experiments]
+        labels = [get_experiment(e).label for e in experiments]
+        show(pd.DataFrame({"test acc (%)": [f"{r.test_acc:.2f}" for r in records],
+                           "train acc (%)": [f"{r.train_acc:.2f}" for r in records]}, index=labels))
+        fig = plot_run_groups({label: [record] for label, record in zip(labels, records, strict=True)},
+                              title=f"{epochs} epochs on {len(data[0][0]):,} training images")
+        show(fig)
+        plt.close(fig)
+        return records
+
+    def all_records(self) -> list[RunRecord]:
         return [r for runs in self.records.values() for r in runs]
+
+    # --- verdicts --------------------------------------------------------------------------
 
     def compare(self, before: int, after: int, metric: str = "test_acc") -> str:
         """One computed sentence: how ``metric`` moved from one experiment to the next."""
         if not (self.records.get(before) and self.records.get(after)):
             sentence = f"*Experiments {before} and {after} were not both run: no comparison.*"
         else:
-            verdict, evidence = evaluate(Difference(before, after, metric), self._all_records())
+            verdict, evidence = evaluate(Difference(before, after, metric), self.all_records())
             reading = {SUPPORTED: "a real increase", CONTRADICTED: "a real decrease"}.get(
                 verdict, "within run-to-run noise")
             sentence = f"{evidence[0].upper()}{evidence[1:]}: **{reading}**."
@@ -134,28 +236,43 @@ class Chapter:
 
     def judge(self, claim_key: str) -> Judgement:
         """The study's conclusion ``claim_key`` and our verdict on it, from this chapter's runs."""
-        judgement = judge(get_claim(claim_key), self._all_records())
-        show(f"**Study:** {judgement.claim.text}.  \n**Our verdict: {judgement.verdict}** — {judgement.evidence}.")
+        judgement = judge(get_claim(claim_key), self.all_records())
+        whose = "Study" if judgement.claim.source == "study" else "Claim"
+        show(f"**{whose}:** {judgement.claim.text}.  \n**Our verdict: {judgement.verdict}** — {judgement.evidence}.")
         return judgement
+
+    # --- figures and the record ------------------------------------------------------------
+
+    def figure(self, fig, kind: str, experiment: int | str = "all") -> Path:
+        """Save a figure under its stable name, show it, close it, and list it for the report."""
+        path = save_figure(fig, self.figures_dir, self.number, experiment, kind)
+        self.figures.append(path.name)
+        show(fig)
+        plt.close(fig)
+        return path
 
     def summary(self) -> None:
         """The chapter's table and its bar chart against the study."""
-        table = results_table(self._all_records(), self.experiments)
+        table = results_table(self.all_records(), self.experiments)
         show(display_table(table))
-        if self.records:
-            fig = plot_study_comparison(table, title=f"Chapter {self.number}: study vs ours")
-            save_figure(fig, self.figures_dir, self.number, "all", "comparison")
-            show(fig)
-            plt.close(fig)
+        show(BEST_EPOCH_NOTE)
+        if self.records and any(get_experiment(n).study for n in self.experiments):
+            fig = plot_study_comparison(table[table["study_test_acc"].notna()],
+                                        title=f"Chapter {self.number}: study vs ours")
+            self.figure(fig, "comparison")
 
     def record_results(self) -> Path:
-        """The chapter's numbers as data (``results/chapter_NN.json``), read back by tests."""
-        table = results_table(self._all_records(), self.experiments)
-        path = self.out_dir / "results" / f"chapter_{self.number:02d}.json"
+        """The chapter's numbers as data (``results/chapter_NN.json``), written last: tests
+        read it back, and ``./run_all.sh`` takes it (with this run's token) as the sign the
+        chapter finished."""
+        table = results_table(self.all_records(), self.experiments)
+        path = self.out_dir / "results" / results_marker(self.number)
         path.parent.mkdir(parents=True, exist_ok=True)
+        source = (self.reference.describe() if self.from_reference else self.data.source)
         payload = {"chapter": self.number, "title": self.title, "epochs": self.epochs,
-                   "batch_size": self.batch_size, "seeds": self.seeds, "data": self.data.source,
+                   "batch_size": self.batch_size, "seeds": self.seeds, "data": source,
+                   "run_token": self.run_token, "figures": sorted(set(self.figures)),
                    "experiments": json.loads(table.reset_index().to_json(orient="records"))}
         write_atomic(path, json.dumps(payload, indent=1))
-        show(f"Recorded {len(self._all_records())} runs of {len(self.records)} experiments in `{path}`.")
+        show(f"Recorded {len(self.all_records())} runs of {len(self.records)} experiments in `{path}`.")
         return path

@@ -1,6 +1,7 @@
-"""The study's conclusions as data, each judged against our runs.
+"""The study's conclusions, and chapter 6's, as data, each judged against our runs.
 
-A claim compares experiments on one metric. The verdict allows for run-to-run noise:
+A claim compares experiments on one metric, or reads one effect of chapter 6's factorial.
+The verdict allows for run-to-run noise:
 with two or more seeds per side the threshold is two standard errors of the difference;
 with a single seed the spread is unknown and the threshold is the study's own caution
 (a 1-point difference could be chance). Verdicts: "supported", "not separable from
@@ -41,10 +42,20 @@ class Best:
 
 
 @dataclass(frozen=True)
+class Effect:
+    """The factorial effect ``term`` (e.g. ("batch_norm", "he_init")) is real, with sign ``expect``."""
+
+    term: tuple[str, ...]
+    expect: int = 1
+    largest_main: bool = False  # and it is the largest of the three main effects
+
+
+@dataclass(frozen=True)
 class Claim:
     key: str
     text: str
-    test: Difference | Best
+    test: Difference | Best | Effect
+    source: str = "study"  # whose conclusion: the study's, or this course's chapter 6
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,16 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("depth", "Depth (VGG-like, two convs per block) raises test accuracy", Difference(9, 15)),
     Claim("augment_alone", "Augmentation alone does not help", Difference(9, 16, expect=0)),
     Claim("augment_depth", "Augmentation plus depth helps", Difference(15, 17)),
+    Claim("cnn_beats_dnn", "Even the smallest CNN beats a dense network with 70x its parameters",
+          Difference(19, 2), source="chapter 6"),
+    Claim("bn_he_together", "He initialisation helps only together with batch norm (a positive interaction)",
+          Effect(("batch_norm", "he_init")), source="chapter 6"),
+    Claim("dropout_main", "Dropout is the largest single effect of the three techniques",
+          Effect(("dropout",), largest_main=True), source="chapter 6"),
+    Claim("modern_recipe", "The modern recipe beats the study's on the same network (exp 17's), in a tenth of the "
+          "epochs", Difference(17, 20), source="chapter 6"),
+    Claim("fast_network", "The airbench-style network beats the modern recipe on the VGG-like network",
+          Difference(20, 21), source="chapter 6"),
 )
 
 
@@ -88,6 +109,8 @@ def _threshold(sides: Iterable[tuple[float, float, int]]) -> tuple[float, str]:
 
 def _study_value(number: int, metric: str) -> float:
     study = get_experiment(number).study
+    if study is None:
+        return float("nan")
     return study.train_acc - study.test_acc if metric == "gap" else getattr(study, metric)
 
 
@@ -105,8 +128,9 @@ def _judge_difference(test: Difference, grouped: dict[int, list[RunRecord]]) -> 
     else:
         verdict = NOISE
     name = METRIC_NAMES.get(test.metric, test.metric)
+    study = "study did not run both" if math.isnan(study_diff) else f"study {study_diff:+.2f}"
     evidence = (f"{name}: exp {test.before} {before[0]:.2f} → exp {test.after} {after[0]:.2f}, "
-                f"{diff:+.2f} points (study {study_diff:+.2f}); noise ±{threshold:.2f} ({how})")
+                f"{diff:+.2f} points ({study}); noise ±{threshold:.2f} ({how})")
     return verdict, evidence
 
 
@@ -129,9 +153,41 @@ def _judge_best(test: Best, grouped: dict[int, list[RunRecord]]) -> tuple[str, s
     return verdict, evidence
 
 
-def evaluate(test: Difference | Best, records: Iterable[RunRecord]) -> tuple[str, str]:
-    """(verdict, evidence) for one comparison of experiments."""
+def _judge_effect(test: Effect, records: list[RunRecord]) -> tuple[str, str]:
+    from .beyond import factorial_cells, factorial_effects
+
+    effects = factorial_effects(factorial_cells(records)).set_index("effect")
+    key = " x ".join(test.term)
+    row = effects.loc[key]
+    if not math.isfinite(row["se"]):
+        return NOISE, f"effect {row['estimate']:+.2f} points; one seed per cell, so its spread is unknown"
+    verdict = NOISE if not row["real"] else SUPPORTED if test.expect * row["estimate"] > 0 else CONTRADICTED
+    evidence = (f"effect {row['estimate']:+.2f} ± {row['se']:.2f} points (real beyond ±{2 * row['se']:.2f}, "
+                f"{row['seeds per cell']} seeds per cell)")
+    if test.largest_main:
+        mains = effects[effects["order"] == 1].drop(key)
+        rival = mains["estimate"].abs().idxmax()
+        margin = abs(row["estimate"]) - abs(mains.loc[rival, "estimate"])
+        threshold = 2 * math.sqrt(2) * row["se"]  # two effects of one design: independent, equal SE
+        evidence += f"; next largest main effect: {rival} {mains.loc[rival, 'estimate']:+.2f}"
+        if margin < -threshold:
+            verdict = CONTRADICTED
+        elif margin <= threshold and verdict == SUPPORTED:
+            verdict = NOISE
+    return verdict, evidence
+
+
+def evaluate(test: Difference | Best | Effect, records: Iterable[RunRecord]) -> tuple[str, str]:
+    """(verdict, evidence) for one comparison of experiments or one factorial effect."""
+    records = list(records)
     grouped = by_experiment(records)
+    if isinstance(test, Effect):
+        from .beyond import FACTORIAL
+
+        missing = [n for n in FACTORIAL.values() if not grouped.get(n)]
+        if missing:
+            return NOT_RUN, f"no runs of factorial cell(s) {', '.join(map(str, missing))}"
+        return _judge_effect(test, records)
     needed = (test.before, test.after) if isinstance(test, Difference) else test.among
     missing = [n for n in needed if not grouped.get(n)]
     if missing:

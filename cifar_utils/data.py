@@ -8,13 +8,16 @@ never trains on a half-loaded dataset.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import pickle
+import stat
 import tarfile
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -29,6 +32,9 @@ SOURCE_ENV = "CIFAR10_SOURCE"
 CACHE_ENV = "CIFAR_UTILS_CACHE"
 SAMPLE_PATH = Path(__file__).with_name("sample") / "cifar10_sample.npz"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+BATCH_NAMES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+BATCH_ROW = 3 * 32 * 32  # one image per row, channel-major (CHW)
+_CHUNK = 4096  # images converted at a time: a float copy of all 50,000 would cost gigabytes
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_test, y_test
 
@@ -67,7 +73,8 @@ def load_cifar10(source: str | os.PathLike | None = None, normalize: bool = True
     (bundled 2,000/500 JPEG subset), ``cifar-10-python.tar.gz`` or its extracted
     ``cifar-10-batches-py/``, a class-folder tree or ``.zip`` (``train/<class>/*``,
     ``test/<class>/*``; decoded once, then cached), or an ``.npz`` with ``x_train``,
-    ``y_train``, ``x_test``, ``y_test``.
+    ``y_train``, ``x_test``, ``y_test`` (images uint8 or integers 0-255, or floats: a max <= 1.0
+    means [0, 1] images, a larger max means 0-255 values; NaN, inf and out-of-range are refused).
     ``normalize=False`` keeps 0-255 values (the study's experiment 1).
     ``subset=n`` keeps a stratified, seeded ``n`` train and ``n // 5`` test images.
     """
@@ -102,15 +109,16 @@ def read_source(source: str | os.PathLike | None,
     if str(source) == "sample":
         return read_jpeg_pack(SAMPLE_PATH), "bundled sample (JPEG q75)"
     path = Path(source).expanduser()
-    if not path.exists():
+    found = _stat(path, missing_ok=True)
+    if found is None:
         raise CifarDataError(f"{path}: no such file or folder (CIFAR-10 source; "
                              f"set {SOURCE_ENV} or pass source='sample')")
     name = path.name.lower()
-    if path.is_dir():
+    if stat.S_ISDIR(found.st_mode):
         batches = path / "cifar-10-batches-py"
-        if (path / "data_batch_1").exists() or batches.is_dir():
-            reader = _read_python_batches(batches if batches.is_dir() else path)
-        elif (path / "train").is_dir():
+        if _stat(path / "data_batch_1", missing_ok=True) is not None or _is_dir(batches):
+            reader = _read_python_batches(batches if _is_dir(batches) else path)
+        elif _is_dir(path / "train"):
             reader = _cached(path, _tree_fingerprint(path), lambda: _read_tree(path), cache_dir)
         else:
             raise CifarDataError(f"{path}: folder holds neither cifar-10-batches-py nor train/ and test/")
@@ -135,19 +143,57 @@ def _checked(arrays: Iterable, origin: str) -> Arrays:
             raise CifarDataError(f"{origin}: x_{split} has shape {x.shape}, expected (N, 32, 32, 3)")
         if len(x) == 0:
             raise CifarDataError(f"{origin}: the {split} split is empty")
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1 or len(y) != len(x):
-            raise CifarDataError(f"{origin}: y_{split} has shape {y.shape}, expected ({len(x)},) labels")
-        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= NUM_CLASSES:
-            raise CifarDataError(f"{origin}: y_{split} labels must be integers 0-9, "
-                                 f"found {y.dtype} in [{y.min()}, {y.max()}]")
-        if x.dtype != np.uint8:
-            if not np.issubdtype(x.dtype, np.number) or x.min() < 0 or x.max() > 255:
-                raise CifarDataError(f"{origin}: x_{split} must hold pixel values 0-255")
-            x = x.astype(np.uint8)
-        out += [x, y.astype(np.int64)]
+        out += [_uint8_images(x, f"{origin}: x_{split}"), _int_labels(y, len(x), f"{origin}: y_{split}")]
     return tuple(out)
+
+
+def _int_labels(y: np.ndarray, count: int, where: str) -> np.ndarray:
+    """Labels as int64 0-9, one per image; a (N, 1) column is accepted (keras' own shape)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != count:
+        raise CifarDataError(f"{where} has shape {y.shape}, expected ({count},) labels")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise CifarDataError(f"{where} labels must be integers 0-9, found dtype {y.dtype}")
+    if y.min() < 0 or y.max() >= NUM_CLASSES:
+        raise CifarDataError(f"{where} labels must be integers 0-9, found {y.dtype} in [{y.min()}, {y.max()}]")
+    return y.astype(np.int64)
+
+
+def _uint8_images(x: np.ndarray, where: str) -> np.ndarray:
+    """Pixels as uint8 0-255, accepting only what is unambiguous, so nothing loads silently dark.
+
+    Integers must lie in 0-255. Floats must be finite and in [0, 255]: a max <= 1.0 means
+    [0, 1] images (scaled by 255), a larger max means 0-255 values; both are rounded. The rule
+    is by value range, so 0-255 floats that never exceed 1 are read as [0, 1]: store those as uint8.
+    """
+    if x.dtype == np.uint8:
+        return x
+    is_float = np.issubdtype(x.dtype, np.floating)
+    if not (is_float or np.issubdtype(x.dtype, np.integer)):
+        raise CifarDataError(f"{where} has dtype {x.dtype}; expected uint8 (or integers 0-255, "
+                             "or floats in [0, 1] or [0, 255])")
+    low, high = x.min(), x.max()  # NaN and inf propagate into these, so no full-size mask is needed
+    if is_float and not (np.isfinite(low) and np.isfinite(high)):
+        nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        raise CifarDataError(f"{where} holds {nan} NaN and {inf} infinite pixel values")
+    if low < 0 or high > 255:
+        rule = " (floats: [0, 1] if the max is <= 1, else 0-255)" if is_float else ""
+        raise CifarDataError(f"{where} holds values in [{low}, {high}]; pixel values must be 0-255{rule}")
+    if not is_float:
+        return x.astype(np.uint8)
+    if high <= 1.0 and all(np.all((c == 0) | (c == 1)) for c in _chunks(x)):
+        warnings.warn(f"{where}: float pixels are all 0 or 1; read as [0, 1] images (1 -> 255). "
+                      "If they are 0-255 values, store them as uint8.", stacklevel=4)
+    scale = 255 if high <= 1.0 else 1
+    out = np.empty(x.shape, np.uint8)
+    for start, chunk in zip(range(0, len(x), _CHUNK), _chunks(x), strict=True):
+        out[start:start + len(chunk)] = np.rint(chunk.astype(np.promote_types(x.dtype, np.float32)) * scale)
+    return out
+
+
+def _chunks(x: np.ndarray) -> Iterator[np.ndarray]:
+    return (x[start:start + _CHUNK] for start in range(0, len(x), _CHUNK))
 
 
 def _download() -> Arrays:
@@ -173,7 +219,7 @@ def read_jpeg_pack(path: Path) -> Arrays:
                 scans, offsets = pack[f"{split}_scans"].tobytes(), pack[f"{split}_offsets"]
                 blobs = (header + scans[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1))
                 arrays += [_decode_all(blobs, f"{path}[{split}]"), pack[f"{split}_labels"]]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as error:
         if isinstance(error, CifarDataError):
             raise
         raise CifarDataError(f"{path}: not a readable JPEG pack ({error})") from error
@@ -195,7 +241,7 @@ def decode_image(blob: bytes, origin: str) -> np.ndarray:
                 raise CifarDataError(f"{origin}: image is {image.size[0]}x{image.size[1]} {image.mode}, "
                                      "expected 32x32 RGB")
             return np.asarray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, EOFError) as error:
         raise CifarDataError(f"{origin}: cannot decode image ({error})") from error
 
 
@@ -206,29 +252,42 @@ def _read_npz(path: Path) -> Arrays:
             if missing:
                 raise CifarDataError(f"{path}: npz lacks {', '.join(missing)} (has {', '.join(npz.files)})")
             arrays = [npz[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as error:
         if isinstance(error, CifarDataError):
             raise
         raise CifarDataError(f"{path}: not a readable .npz ({error})") from error
     return _checked(arrays, str(path))
 
 
-def _batches_to_arrays(batches: dict[str, dict], origin: str) -> Arrays:
-    """The official python batches (pickled dicts, CHW rows) to HWC arrays."""
-    names = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+def _batches_to_arrays(batches: dict[str, tuple[dict, str]], origin: str) -> Arrays:
+    """The official python batches (name -> (pickled dict, where it came from)) to HWC arrays."""
     arrays = []
     for split in SPLITS:
-        missing = [n for n in names[split] if n not in batches]
+        missing = [n for n in BATCH_NAMES[split] if n not in batches]
         if missing:
             raise CifarDataError(f"{origin}: missing {', '.join(missing)}")
+        rows, labels = zip(*(_batch_rows(*batches[n]) for n in BATCH_NAMES[split]), strict=True)
         try:
-            data = np.concatenate([np.asarray(batches[n][b"data"], np.uint8) for n in names[split]])
-            labels = np.concatenate([np.asarray(batches[n][b"labels"]) for n in names[split]])
-            images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        except (KeyError, ValueError, TypeError) as error:
-            raise CifarDataError(f"{origin}: malformed batch file ({error!r})") from error
-        arrays += [images, labels]
+            rows, labels = np.concatenate(rows), np.concatenate(labels)
+        except (TypeError, ValueError) as error:  # batches whose dtypes do not mix
+            raise CifarDataError(f"{origin}: {split} batches do not fit together ({error})") from error
+        arrays += [rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels]
     return _checked(arrays, origin)
+
+
+def _batch_rows(batch: dict, origin: str) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's (rows, labels), checked on its own: counts that only match in total would
+    pass the final check while shifting every later label."""
+    try:
+        rows, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise CifarDataError(f"{origin}: malformed batch file, needs b'data' and b'labels' ({error!r})") from error
+    if rows.ndim != 2 or rows.shape[1] != BATCH_ROW:
+        raise CifarDataError(f"{origin}: data has shape {rows.shape}, expected (N, {BATCH_ROW}) rows of CHW pixels")
+    if labels.ndim != 1 or len(labels) != len(rows):
+        count = len(labels) if labels.ndim == 1 else f"shape {labels.shape}"
+        raise CifarDataError(f"{origin}: {count} labels for {len(rows)} images")
+    return rows, labels
 
 
 def _unpickle(stream, origin: str) -> dict:
@@ -241,32 +300,47 @@ def _unpickle(stream, origin: str) -> dict:
 
 def _read_python_batches(folder: Path) -> Arrays:
     batches = {}
-    for file in folder.iterdir():
-        if file.name.startswith(("data_batch_", "test_batch")):
+    for name in (*BATCH_NAMES["train"], *BATCH_NAMES["test"]):
+        file = folder / name
+        if _stat(file, missing_ok=True) is None:
+            continue  # reported with every other missing batch by _batches_to_arrays
+        try:
             with open(file, "rb") as stream:
-                batches[file.name] = _unpickle(stream, str(file))
+                batches[name] = _unpickle(stream, str(file)), str(file)
+        except OSError as error:
+            raise CifarDataError(f"{file}: {_why(error, file)}") from error
     return _batches_to_arrays(batches, str(folder))
 
 
 def _read_python_tar(path: Path) -> Arrays:
+    wanted = {*BATCH_NAMES["train"], *BATCH_NAMES["test"]}
     batches = {}
     try:
         with tarfile.open(path) as tar:
             for member in tar:
                 name = member.name.rsplit("/", 1)[-1]
-                if member.isfile() and name.startswith(("data_batch_", "test_batch")):
-                    batches[name] = _unpickle(tar.extractfile(member), f"{path}:{member.name}")
+                if not (member.isfile() and name in wanted):
+                    continue
+                origin = f"{path}:{member.name}"
+                if name in batches:  # which copy is right is anyone's guess
+                    raise CifarDataError(f"{origin}: a second {name} (first at {batches[name][1]})")
+                batches[name] = _unpickle(tar.extractfile(member), origin), origin
     except (tarfile.TarError, EOFError, OSError) as error:
         raise CifarDataError(f"{path}: truncated or corrupt archive ({error})") from error
     return _batches_to_arrays(batches, str(path))
 
 
-def _labelled(entries: Iterable[tuple[str, str]], origin: str) -> Iterator[tuple[str, int, str]]:
+def _hidden(name: str) -> bool:
+    """Hidden files and folders (.DS_Store, .ipynb_checkpoints, __MACOSX) are not images."""
+    return name.startswith((".", "__MACOSX"))
+
+
+def _labelled(entries: Iterable[tuple[str, object]], origin: str) -> Iterator[tuple[str, int, object]]:
     """(relative path, key) pairs to (split, label, key), for files under <split>/<class>/."""
-    for relpath, key in sorted(entries):
+    for relpath, key in sorted(entries, key=lambda entry: entry[0]):
         parts = relpath.strip("/").split("/")
-        if len(parts) < 3 or parts[-3] not in SPLITS or any(p.startswith((".", "__MACOSX")) for p in parts):
-            continue  # hidden files and folders (.DS_Store, .ipynb_checkpoints, __MACOSX) are not images
+        if len(parts) < 3 or parts[-3] not in SPLITS or any(_hidden(p) for p in parts):
+            continue
         split, class_name = parts[-3], parts[-2]
         if class_name not in CLASS_NAMES:
             raise CifarDataError(f"{origin}: unknown class folder {split}/{class_name!r}; "
@@ -289,21 +363,99 @@ def _collect(items: Iterable[tuple[str, int, bytes]], origin: str) -> Arrays:
 
 
 def _read_tree(root: Path) -> Arrays:
-    files = [(str(p.relative_to(root).as_posix()), p) for p in root.glob("*/*/*") if p.is_file()]
-    items = ((split, label, (str(p.relative_to(root)), p.read_bytes()))
-             for split, label, p in _labelled(files, str(root)))
+    items = ((split, label, (p.relative_to(root).as_posix(), _read_bytes(p)))
+             for split, label, p, _ in _tree_files(root))
     return _collect(items, str(root))
+
+
+def _tree_files(root: Path) -> list[tuple[str, int, Path, os.stat_result]]:
+    """(split, label, path, stat) of every image file under root/<split>/<class>/. A broken
+    entry (dangling symlink, symlink loop, no permission) raises instead of quietly vanishing."""
+    files = []
+    for split, label, path in _labelled(_tree_entries(root), str(root)):
+        found = _stat(path)
+        if stat.S_ISDIR(found.st_mode):
+            continue  # sub-folders of a class folder were never read
+        if not stat.S_ISREG(found.st_mode):
+            raise CifarDataError(f"{path}: not a regular file")
+        files.append((split, label, path, found))
+    return files
+
+
+def _tree_entries(root: Path) -> Iterator[tuple[str, Path]]:
+    """(relative path, path) three levels down, listing each folder explicitly: glob() skips
+    folders it cannot read, which would drop a whole class without a word."""
+    for split in SPLITS:
+        if not _is_dir(root / split):
+            continue
+        for class_dir in _listdir(root / split):
+            if _hidden(class_dir.name) or not _is_dir(class_dir):
+                continue
+            for path in _listdir(class_dir):
+                yield f"{split}/{class_dir.name}/{path.name}", path
 
 
 def _read_zip(path: Path) -> Arrays:
     try:
         with zipfile.ZipFile(path) as archive:
             names = [(n, n) for n in archive.namelist() if not n.endswith("/")]
-            items = ((split, label, (name, archive.read(name)))
+            items = ((split, label, (name, _zip_member(archive, name, path)))
                      for split, label, name in _labelled(names, str(path)))
             return _collect(items, str(path))
     except (zipfile.BadZipFile, EOFError, OSError) as error:
         raise CifarDataError(f"{path}: truncated or corrupt zip ({error})") from error
+
+
+def _zip_member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    try:
+        return archive.read(name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as error:
+        # corrupt data, bad CRC, encrypted, or a compression method zipfile lacks
+        raise CifarDataError(f"{path}:{name}: cannot read zip member ({type(error).__name__}: {error})") from error
+
+
+# --- file-system probes that name the path and the problem -----------------------------
+
+def _why(error: OSError, path: Path) -> str:
+    """What an OSError on ``path`` means, in words a notebook user can act on."""
+    if error.errno == errno.ELOOP:
+        return "symlink loop"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if error.errno == errno.ENOENT and os.path.islink(path):
+        return f"dangling symlink (points to {os.readlink(path)})"
+    return f"cannot read ({error.strerror or error})"
+
+
+def _stat(path: Path, missing_ok: bool = False) -> os.stat_result | None:
+    """``path.stat()``, or None when it is plainly absent and ``missing_ok``; any other failure
+    (including a symlink to nowhere) is a CifarDataError naming the path."""
+    try:
+        return path.stat()
+    except OSError as error:
+        absent = error.errno in (errno.ENOENT, errno.ENOTDIR) and not os.path.islink(path)
+        if absent and missing_ok:
+            return None
+        raise CifarDataError(f"{path}: {'no such file' if absent else _why(error, path)}") from error
+
+
+def _is_dir(path: Path) -> bool:
+    found = _stat(path, missing_ok=True)
+    return found is not None and stat.S_ISDIR(found.st_mode)
+
+
+def _listdir(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as error:
+        raise CifarDataError(f"{folder}: cannot list folder ({_why(error, folder)})") from error
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise CifarDataError(f"{path}: {_why(error, path)}") from error
 
 
 # --- cache for decoded image folders -------------------------------------------------
@@ -315,9 +467,8 @@ def _file_fingerprint(path: Path) -> str:
 
 def _tree_fingerprint(root: Path) -> str:
     digest = hashlib.sha1()
-    for p in sorted(root.glob("*/*/*")):
-        stat = p.stat()
-        digest.update(f"{p.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    for _, _, path, found in _tree_files(root):
+        digest.update(f"{path.relative_to(root)}:{found.st_size}:{found.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -327,26 +478,50 @@ def default_cache_dir() -> Path:
 
 def _cached(path: Path, fingerprint: str, decode, cache_dir) -> Arrays:
     """Decode once; later loads read the npz. A changed source gets a new cache file,
-    and a cache that fails to load is removed and rebuilt rather than trusted."""
+    a cache that fails to load is removed and rebuilt rather than trusted, and a cache
+    that cannot be written (read-only, disk full) only costs a warning, never the load."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     source_key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     content_key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"{source_key}-{content_key}.npz"
-    if cache.exists():
+    if os.path.exists(cache):
         try:
             return _read_npz(cache)
         except CifarDataError as error:
             warnings.warn(f"ignoring broken cache {cache}: {error}; decoding {path} again", stacklevel=3)
-            cache.unlink(missing_ok=True)
+            _remove(cache)
     arrays = decode()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_cache(cache, arrays)
+    except OSError as error:
+        warnings.warn(f"not caching {path}: cannot write {cache} ({error}); "
+                      f"it will be decoded again next time (set {CACHE_ENV} to a writable folder)", stacklevel=3)
+        return arrays
     for stale in cache_dir.glob(f"{source_key}-*.npz"):
-        stale.unlink(missing_ok=True)
-    tmp = cache.with_name(cache.name + f".{os.getpid()}.partial")
-    with open(tmp, "wb") as stream:
-        np.savez(stream, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays, strict=True)))
-    os.replace(tmp, cache)
+        if stale != cache:
+            _remove(stale)
     return arrays
+
+
+def _write_cache(cache: Path, arrays: Arrays) -> None:
+    """Write via a temporary file, so a half-written cache is never read; it is removed on failure."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + f".{os.getpid()}.partial")
+    try:
+        with open(tmp, "wb") as stream:
+            np.savez(stream, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays, strict=True)))
+        os.replace(tmp, cache)
+    except OSError:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path) -> None:
+    """Best-effort delete: a file that stays behind is harmless, failing the load over it is not."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 # --- subsets and identity -------------------------------------------------------------

@@ -1,13 +1,17 @@
-"""The study's 17 experiments as data: one registry, read by the builder, plots and report.
+"""The study's 17 experiments, and the course's own, as data: one registry, read by the
+builder, the training loop, the tables, the plots and the report.
 
-Each later experiment is written as a change to an earlier one (``dataclasses.replace``),
-the way the slides present them, so the registry reads like the study's storyline.
-Adding experiment 18 means appending one ``Experiment`` to ``EXPERIMENTS``.
+An experiment is a network (``spec``), an input scale (``normalize``) and a training
+recipe (``recipe``); the study's recipe is the default. Each later experiment is written
+as a change to an earlier one (``dataclasses.replace``), the way the slides present them,
+so the registry reads like the study's storyline. Adding experiment 22 means appending one
+``Experiment`` to ``EXPERIMENTS``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import re
+from dataclasses import dataclass, field, fields, replace
 
 # The study's shared recipe (every experiment): Adam(lr=1e-3), categorical
 # cross-entropy, batch 512, 300 epochs, test set as validation data.
@@ -20,7 +24,13 @@ CHAPTERS = {
     2: "Six- and seven-layer CNNs: depth and width",
     3: "Techniques: dropout, batch norm, weight initialisation",
     4: "VGG-like network and data augmentation",
+    6: "Beyond the study: interactions, baselines, modern recipes",
 }
+
+OPTIMIZERS = ("adam", "sgd", "adamw")
+SCHEDULES = ("constant", "cosine", "triangular")
+AUGMENTATIONS = ("none", "shift_flip", "translate_flip")
+TTA_KINDS = ("none", "flip", "flip_shift")
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,101 @@ class ArchSpec:
 
 
 @dataclass(frozen=True)
+class DenseSpec:
+    """A plain dense network (a multi-layer perceptron): Flatten -> Dense(relu)... -> Dense(10)."""
+
+    hidden: tuple[int, ...]
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"DenseSpec.hidden must hold positive layer widths, got {self.hidden!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"DenseSpec.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class AirbenchSpec:
+    """A fast modern CNN after Keller Jordan's airbench94: a frozen patch-whitening conv
+    computed from the data, then three groups of conv -> pool -> BN -> GELU -> conv -> BN ->
+    GELU, identity-initialised convs, and a bias-free linear head with scaled-down logits."""
+
+    widths: tuple[int, int, int] = (64, 256, 256)
+    whitening_patch: int = 2
+    # Keras convention: airbench's hyp says 0.6 and passes 1 - 0.6 to PyTorch, whose
+    # momentum is the weight of the new batch; Keras' is the weight of the old average, 0.6.
+    bn_momentum: float = 0.6
+    logit_scale: float = 1 / 9
+
+    def __post_init__(self) -> None:
+        if len(self.widths) != 3 or min(self.widths) < 1:
+            raise ValueError(f"AirbenchSpec.widths must be three positive widths, got {self.widths!r}")
+        if self.whitening_patch not in (2, 3):
+            raise ValueError(f"AirbenchSpec.whitening_patch must be 2 or 3, got {self.whitening_patch}")
+
+
+Spec = ArchSpec | DenseSpec | AirbenchSpec
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a network is trained. The defaults are the study's recipe.
+
+    ``learning_rate`` is the peak rate of the schedule: ``cosine`` warms up linearly over
+    the first ``warmup`` fraction of the steps, then decays to zero; ``triangular`` warms
+    up the same way, then falls linearly to ``final_lr_fraction`` of the peak.
+    ``weight_decay`` is decoupled (Keras' meaning: each step shrinks the weights by
+    lr x wd), so PyTorch values do not transfer one to one. ``augment``: ``shift_flip`` is
+    the study's ImageDataGenerator (sub-pixel shifts up to 10 %, nearest fill, flips);
+    ``translate_flip`` shifts by whole pixels up to ``translate`` with reflect padding.
+    ``ema``: momentum of an exponential moving average of the weights (0: off), used as
+    the final model. ``tta``: test-time augmentation of the final evaluation.
+    ``validation``: the fraction of training images held out (stratified, fixed seed) to
+    choose on, 0.1 being CIFAR-10's usual 45,000 / 5,000; 0 is the study's way, the test set
+    as validation data.
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = STUDY_LEARNING_RATE
+    momentum: float = 0.0
+    nesterov: bool = False
+    schedule: str = "constant"
+    warmup: float = 0.0
+    final_lr_fraction: float = 0.0
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augment: str = "none"
+    translate: int = 0
+    ema: float = 0.0
+    tta: str = "none"
+    epochs: int = STUDY_EPOCHS
+    batch_size: int = STUDY_BATCH_SIZE
+    validation: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTATIONS),
+                              ("tta", TTA_KINDS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Recipe.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.learning_rate <= 0 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"Recipe needs learning_rate > 0, epochs >= 1 and batch_size >= 1; "
+                             f"got {self.learning_rate}, {self.epochs}, {self.batch_size}")
+        for name in ("momentum", "warmup", "final_lr_fraction", "label_smoothing", "ema", "validation"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"Recipe.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.augment == "translate_flip" and self.translate < 1:
+            raise ValueError("Recipe.augment='translate_flip' needs translate >= 1 (pixels)")
+
+    def changes(self) -> dict:
+        """The fields that differ from the study's recipe (what a table or caption should name)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != getattr(STUDY_RECIPE, f.name)}
+
+
+STUDY_RECIPE = Recipe()
+
+
+@dataclass(frozen=True)
 class StudyFigures:
     """What the study reported for one experiment (final epoch, accuracies in %)."""
 
@@ -68,20 +173,45 @@ class Experiment:
     name: str  # the slide's title
     chapter: int
     description: str
-    spec: ArchSpec
-    study: StudyFigures
+    spec: Spec
+    study: StudyFigures | None  # None: the study did not run it (the course's own experiments)
     normalize: bool = True  # divide pixels by 255
-    augment: bool = False  # random shift (+-10 %) and horizontal flip
+    recipe: Recipe = STUDY_RECIPE
     tags: tuple[str, ...] = field(default=())
+    variant: str = ""  # "" for a registry entry; e.g. "lr=0.003" for a sweep point made by ``vary``
+
+    @property
+    def augment(self) -> bool:
+        return self.recipe.augment != "none"
 
     @property
     def key(self) -> str:
-        """Stable short name used for folders and figure files, e.g. ``exp07``."""
-        return f"exp{self.number:02d}"
+        """Stable short name used for folders and figure files, e.g. ``exp07`` or ``exp09-lr0.003``."""
+        base = f"exp{self.number:02d}"
+        return f"{base}-{_slug(self.variant)}" if self.variant else base
 
     @property
     def label(self) -> str:
-        return f"{self.number}. {self.name}"
+        return f"{self.number}. {self.name}" + (f" [{self.variant}]" if self.variant else "")
+
+    def vary(self, label: str | None = None, **changes) -> Experiment:
+        """This experiment with some recipe or spec fields changed, as a named variant
+        (a sweep point): its runs are kept apart from the registry entry's in every table."""
+        recipe_keys = {f.name for f in fields(Recipe)}
+        spec_keys = {f.name for f in fields(self.spec)}
+        unknown = sorted(set(changes) - recipe_keys - spec_keys)
+        if unknown:
+            raise ValueError(f"experiment {self.number}: cannot vary {unknown}; "
+                             f"recipe fields: {sorted(recipe_keys)}; spec fields: {sorted(spec_keys)}")
+        recipe = replace(self.recipe, **{k: v for k, v in changes.items() if k in recipe_keys})
+        spec = replace(self.spec, **{k: v for k, v in changes.items() if k in spec_keys and k not in recipe_keys})
+        label = label or ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in sorted(changes.items()))
+        return replace(self, recipe=recipe, spec=spec, variant=label)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text.replace("=", "")).strip("-")
 
 
 _4LAYER = ArchSpec(blocks=((1, 32),) * 3)
@@ -91,6 +221,34 @@ _DROPOUT = replace(_BASIC, dropout=0.3)
 _COMPLEX = replace(_DROPOUT, batch_norm=True)
 _COMPLEX_HE = replace(_COMPLEX, kernel_initializer="he_uniform")
 _VGG = replace(_COMPLEX_HE, blocks=tuple((2, f) for _, f in _COMPLEX_HE.blocks))
+_STUDY_AUGMENT = replace(STUDY_RECIPE, augment="shift_flip")
+
+# Experiment 17's network trained the way modern CIFAR-10 recipes train (Page's ResNet-9,
+# the old Keras ResNet example): Nesterov SGD, warm-up then cosine decay, decoupled weight
+# decay, label smoothing, +-4 px reflect translations and flips, an EMA of the weights and
+# flip test-time augmentation; 30 epochs instead of 300, chosen on a validation split.
+# Page's values in Keras terms: peak rate 0.4 at batch 512 (his loss is summed and his rate
+# divided by the batch size: the same step as 0.4 on Keras' mean loss), and his coupled
+# weight decay 5e-4 through momentum 0.9 shrinks the weights by lr x 5e-4 / (1 - 0.9) a
+# step, which Keras' decoupled decay writes as 5e-3. Batch 512 is also the study's, so the
+# two recipes take the same steps. The EMA's horizon, 1 / (1 - 0.95) = 20 steps, stays a
+# small part of a run also when a run is short (0.99 is 100 steps: six of ten epochs of a
+# 10,000-image run, where it averaged back to near the initial weights).
+MODERN_RECIPE = Recipe(optimizer="sgd", learning_rate=0.4, momentum=0.9, nesterov=True, schedule="cosine",
+                       warmup=0.1, weight_decay=5e-3, label_smoothing=0.1, augment="translate_flip", translate=4,
+                       ema=0.95, tta="flip", epochs=30, batch_size=512, validation=0.1)
+# airbench94's recipe in Keras terms: a triangular learning rate, label smoothing 0.2,
+# +-2 px translations, EMA in place of lookahead, and multi-view test-time augmentation.
+# Its rate, 11.5 per 1024 examples with Nesterov momentum 0.85 on a summed loss, is a
+# PyTorch rate of 11.5 / (1024 x (1 + 1 / 0.15)) per image: 1.5 on Keras' mean loss at
+# batch 1024. Its weight decay, 0.0153 per 1024 examples, enters the momentum buffer as
+# 0.0153 / (1 + 1 / 0.15) per step, so it shrinks the weights by that / 0.15 = 0.0133 a
+# step at the peak rate: Keras' decoupled decay writes it as 1.5 x 0.0089. The EMA's 0.95 a
+# step is the decay its lookahead reaches at the end (0.95 ** 5 every 5 steps).
+FAST_RECIPE = Recipe(optimizer="sgd", learning_rate=1.5, momentum=0.85, nesterov=True, schedule="triangular",
+                     warmup=0.23, final_lr_fraction=0.07, weight_decay=0.0089, label_smoothing=0.2,
+                     augment="translate_flip", translate=2, ema=0.95, tta="flip_shift", epochs=12,
+                     batch_size=1024, validation=0.1)
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment(1, "4-layer model 1", 1, "3 conv blocks of 32 on raw 0-255 pixels",
@@ -134,12 +292,27 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                _VGG, StudyFigures(454_442, 0.0927, 0.6348, 96.84, 85.87, 11),
                tags=("dropout", "batch_norm", "he_init", "vgg")),
     Experiment(16, "Data augmentation", 4, "Complex model 2 trained with shift/flip augmentation",
-               _COMPLEX_HE, StudyFigures(186_826, 0.5577, 0.5521, 80.66, 81.40, 30), augment=True,
+               _COMPLEX_HE, StudyFigures(186_826, 0.5577, 0.5521, 80.66, 81.40, 30), recipe=_STUDY_AUGMENT,
                tags=("dropout", "batch_norm", "he_init", "augment")),
     Experiment(17, "VGG-like + augmentation", 4, "VGG-like model trained with shift/flip augmentation",
-               _VGG, StudyFigures(454_442, 0.2426, 0.3480, 91.51, 89.02, 34), augment=True,
+               _VGG, StudyFigures(454_442, 0.2426, 0.3480, 91.51, 89.02, 34), recipe=_STUDY_AUGMENT,
                tags=("dropout", "batch_norm", "he_init", "vgg", "augment")),
+    # The course's own experiments (chapter 6); the study ran none of them.
+    Experiment(18, "BatchNorm + he_uniform", 6, "Basic model with batch norm and he_uniform, no dropout: "
+               "the missing cell of the dropout x batch norm x He init design",
+               replace(_BASIC, batch_norm=True, kernel_initializer="he_uniform"), None,
+               tags=("batch_norm", "he_init")),
+    Experiment(19, "Dense network (DNN)", 6, "A plain two-hidden-layer perceptron under the study's recipe",
+               DenseSpec(hidden=(512, 256)), None),
+    Experiment(20, "VGG-like, modern recipe", 6, "Experiment 17's network unchanged, trained the modern way "
+               "(Nesterov SGD, warm-up + cosine, label smoothing, EMA, flip TTA) for 30 epochs",
+               _VGG, None, recipe=MODERN_RECIPE, tags=("dropout", "batch_norm", "he_init", "vgg", "augment")),
+    Experiment(21, "Airbench-style network", 6, "A fast modern network after airbench94: patch whitening, "
+               "identity init, GELU, fast batch norm, triangular learning rate, multi-view TTA",
+               AirbenchSpec(), None, recipe=FAST_RECIPE, tags=("batch_norm", "augment")),
 )
+
+STUDY_EXPERIMENTS: tuple[Experiment, ...] = tuple(e for e in EXPERIMENTS if e.study is not None)
 
 _BY_NUMBER = {e.number: e for e in EXPERIMENTS}
 assert len(_BY_NUMBER) == len(EXPERIMENTS), "experiment numbers must be unique"

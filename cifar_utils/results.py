@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from .experiments import EXPERIMENTS, get_experiment
+from .experiments import STUDY_EXPERIMENTS, get_experiment
 from .training import RunRecord
 
 
@@ -20,9 +20,12 @@ def select_records(records: Iterable[RunRecord], epochs: int | None = None,
 
 
 def by_experiment(records: Iterable[RunRecord]) -> dict[int, list[RunRecord]]:
+    """Registry experiments' runs by number; sweep variants (``record.variant``) are kept
+    apart by the sweeps' own tables and never mix into an experiment's row."""
     grouped: dict[int, list[RunRecord]] = {}
     for record in sorted(records, key=lambda r: (r.experiment, r.seed)):
-        grouped.setdefault(record.experiment, []).append(record)
+        if not record.variant:
+            grouped.setdefault(record.experiment, []).append(record)
     return grouped
 
 
@@ -47,28 +50,34 @@ def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
 
 
 def results_table(records: Iterable[RunRecord], experiments: Iterable[int] | None = None) -> pd.DataFrame:
-    """One row per experiment (all 17 by default, NaN where not run)."""
+    """One row per experiment (the study's 17 by default, NaN where not run). Test accuracy
+    is the final model's; ``best_test_acc`` exists only where the test set was evaluated
+    every epoch (the study's way); the study's columns are NaN for the course's own
+    experiments."""
     grouped = by_experiment(records)
-    numbers = list(experiments) if experiments is not None else [e.number for e in EXPERIMENTS]
+    numbers = list(experiments) if experiments is not None else [e.number for e in STUDY_EXPERIMENTS]
     rows = []
+    nan = float("nan")
     for number in numbers:
         exp, runs = get_experiment(number), grouped.get(number, [])
+        study = exp.study
         test_mean, test_std = mean_std(metric_values(runs, "test_acc"))
         gap_mean, _ = mean_std(metric_values(runs, "gap"))
         rows.append({
             "experiment": number, "name": exp.name, "chapter": exp.chapter,
-            "study_test_acc": exp.study.test_acc, "test_acc_mean": test_mean, "test_acc_std": test_std,
-            "seeds": len(runs), "difference": test_mean - exp.study.test_acc,
+            "study_test_acc": study.test_acc if study else nan, "test_acc_mean": test_mean,
+            "test_acc_std": test_std, "seeds": len(runs),
+            "difference": test_mean - study.test_acc if study else nan,
             "train_acc_mean": mean_std(metric_values(runs, "train_acc"))[0], "train_test_gap": gap_mean,
-            "study_gap": exp.study.train_acc - exp.study.test_acc,
+            "study_gap": study.train_acc - study.test_acc if study else nan,
             "best_test_acc": mean_std(metric_values(runs, "best_test_acc"))[0],
-            "best_epoch": float(np.median(metric_values(runs, "best_epoch"))) if runs else float("nan"),
+            "best_epoch": float(np.median(metric_values(runs, "best_epoch"))) if runs else nan,
             "epochs": runs[0].params["epochs"] if runs else np.nan,
             "seconds_per_epoch": mean_std(metric_values(runs, "seconds_per_epoch"))[0],
-            "study_seconds_per_epoch": exp.study.seconds_per_epoch,
-            "wall_seconds": float(metric_values(runs, "wall_seconds").sum()) if runs else float("nan"),
+            "study_seconds_per_epoch": study.seconds_per_epoch if study else nan,
+            "wall_seconds": float(metric_values(runs, "wall_seconds").sum()) if runs else nan,
             "diverged": sum(r.status == "diverged" for r in runs),
-            "params": exp.study.params,
+            "params": runs[0].param_count if runs else (study.params if study else nan),
             "data_source": "; ".join(sorted({r.data_source for r in runs})),
             "backend": "; ".join(sorted({r.backend for r in runs})),
             "device": "; ".join(sorted({r.device for r in runs})),
@@ -80,14 +89,15 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The table as a reader wants it: rounded, mean ± std as text, plain column names."""
     shown = pd.DataFrame({
         "experiment": [f"{n}. {name}" for n, name in zip(table.index, table["name"], strict=True)],
-        "study test acc": table["study_test_acc"].map("{:.2f}".format),
+        "study test acc": table["study_test_acc"].map(lambda v: "" if np.isnan(v) else f"{v:.2f}"),
         "ours (mean ± std)": [format_mean_std(m, s) for m, s in
                               zip(table["test_acc_mean"], table["test_acc_std"], strict=True)],
         "seeds": table["seeds"],
         "difference": table["difference"].map(lambda v: "" if np.isnan(v) else f"{v:+.2f}"),
         "train-test gap": table["train_test_gap"].map(lambda v: "" if np.isnan(v) else f"{v:.2f}"),
         "best epoch": table["best_epoch"].map(lambda v: "" if np.isnan(v) else f"{v:.0f}"),
-        "s/epoch (study)": [("" if np.isnan(s) else f"{s:.2f}") + f" ({t:g})" for s, t in
+        "epochs": table["epochs"].map(lambda v: "" if np.isnan(v) else f"{v:.0f}"),
+        "s/epoch (study)": [("" if np.isnan(s) else f"{s:.2f}") + ("" if np.isnan(t) else f" ({t:g})") for s, t in
                             zip(table["seconds_per_epoch"], table["study_seconds_per_epoch"], strict=True)],
     })
     return shown.set_index("experiment")

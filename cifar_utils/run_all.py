@@ -1,9 +1,11 @@
-"""Run the chapter notebooks headless with papermill, then build the report.
+"""Train every run the chapters need in a pool of workers, then run the chapter notebooks
+headless with papermill, then build the report.
 
 ``./run_all.sh`` calls this module; ``./run_all.sh --help`` lists the options. Papermill
 executes each notebook in its own kernel and saves the executed copy even when a cell
-fails; this driver adds what papermill lacks: profiles, notebooks in parallel, one
-progress line per event in the terminal, a cost warning on CPU and a final verdict.
+fails; this driver adds what papermill lacks: profiles, a training phase scheduled run by
+run (``pool``), one progress line per event, a cost warning on CPU, arguments checked
+before anything starts, and a report that says exactly what it holds.
 """
 
 from __future__ import annotations
@@ -15,63 +17,127 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .speed import Speed, add_speed_arguments, speed_from_arguments
+# Before any backend is imported: several processes (pool workers, notebook kernels, this
+# one) share a GPU, so none may claim most of its memory up front (JAX and TensorFlow do).
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+
+from .course import CHAPTER6_DEFAULTS, CHAPTER6_QUICK, SUMMARY, all_seeds, chapter_number, needed_runs  # noqa: E402
+from .pool import RunTask, gpu_ids, run_pool  # noqa: E402
+from .speed import Speed, add_speed_arguments, speed_from_arguments  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
-SUMMARY = "05_summary"
 QUICK = {"data": "sample", "epochs": 2, "seeds": [0], "subset": None}
-FULL = {"data": None, "epochs": 300, "seeds": [0], "subset": None}
+FULL = {"data": None, "epochs": None, "seeds": [0], "subset": None}
 # Measured on this project's 2-core CPU machines (docs/benchmarks.md): seconds per epoch
 # on the full train set relative to the study's Colab GPU figures, used for the cost warning.
 CPU_SLOWDOWN_VS_STUDY_GPU = 6.0
 PROGRESS_MARKERS = (": epoch ", ": completed", ": diverged", "reusing finished run", "resuming after",
-                    "Error", "Traceback", "Exception")
+                    "waiting for", "Error", "Traceback", "Exception")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
+
+
+def seed_list(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; refuses '', 'a,b', '0,,1', negatives and repeats by name."""
+    parts = text.split(",")
+    if not text.strip() or any(not p.strip() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated whole numbers, e.g. 0,1,2")
+    try:
+        seeds = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be whole numbers, e.g. 0,1,2") from None
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be distinct and not negative")
+    return seeds
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="run_all.sh", description="Run every chapter notebook with papermill, then build report/.",
+        prog="run_all.sh", description="Train every run the chapters need, run every chapter notebook with "
+                                       "papermill, then build report/.",
         epilog="Examples: ./run_all.sh --quick    ./run_all.sh --only 03 --seeds 0,1,2    "
-               "KERAS_BACKEND=jax ./run_all.sh --data /data/cifar10.npz --jobs 4")
+               "KERAS_BACKEND=jax ./run_all.sh --data /data/cifar10.npz --jobs 4    "
+               "./run_all.sh --reference results/reference")
     parser.add_argument("--quick", action="store_true",
-                        help="bundled 2,000-image sample, 2 epochs: minutes on a laptop CPU")
+                        help="bundled 2,000-image sample, 2 epochs: a few minutes on a laptop CPU")
+    parser.add_argument("--reference", type=Path, metavar="DIR",
+                        help="render every chapter from the run records in DIR (e.g. results/reference): "
+                             "trains nothing")
     parser.add_argument("--only", action="append", default=[], metavar="NN",
                         help="run only these chapters (e.g. 03; repeat or comma-separate); the summary still runs")
-    parser.add_argument("--epochs", type=int, help="epochs per run (full: 300, quick: 2)")
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
+    parser.add_argument("--epochs", type=positive_int,
+                        help="epochs per run (default: each experiment's recipe, the study's 300; quick: 2)")
+    parser.add_argument("--batch-size", type=positive_int, help="batch size (default: each recipe's, the study's 512)")
+    parser.add_argument("--seeds", type=seed_list, help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     parser.add_argument("--data", help="CIFAR-10 source: a path, or 'sample' (default: $CIFAR10_SOURCE or download)")
-    parser.add_argument("--subset", type=int, help="stratified subset of the training set")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks run in parallel (for a big GPU)")
+    parser.add_argument("--subset", type=positive_int, help="stratified subset of the training set")
+    parser.add_argument("--jobs", type=positive_int, default=1,
+                        help="training runs in parallel (worker processes; on a big GPU several share it)")
     parser.add_argument("--continue-on-error", action="store_true",
                         help="keep starting notebooks after one fails (the exit status still says it failed)")
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
-    parser.add_argument("--out", type=Path, help="output folder (default output/quick or output/full)")
+    parser.add_argument("--out", type=Path, help="output folder (default output/<profile>)")
     parser.add_argument("--report", type=Path, default=ROOT / "report", help="report folder (default report/)")
     parser.add_argument("--no-report", action="store_true", help="skip building the report")
-    parser.add_argument("--log-every", type=int, help="epochs between progress lines")
-    parser.add_argument("--eval-every", type=int, default=1,
+    parser.add_argument("--log-every", type=positive_int, help="epochs between progress lines")
+    parser.add_argument("--eval-every", type=positive_int, default=1,
                         help="evaluate the test set every N epochs (and the first and last); changes the curves")
     add_speed_arguments(parser)
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.quick and args.reference:
+        parser.error("--quick and --reference exclude each other: a reference folder holds its own runs")
     profile = QUICK if args.quick else FULL
-    args.profile = "quick" if args.quick else "full"
-    args.epochs = args.epochs or profile["epochs"]
-    args.seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else profile["seeds"]
+    args.profile = "quick" if args.quick else "reference" if args.reference else "full"
+    args.epochs = args.epochs if args.epochs is not None else profile["epochs"]
+    args.seeds = args.seeds if args.seeds is not None else profile["seeds"]
     args.data = args.data or profile["data"] or os.environ.get("CIFAR10_SOURCE") or None
-    args.subset = args.subset or profile["subset"]
+    if args.reference and args.data is None:
+        args.data = "sample"  # for the example images and figures; the numbers come from the reference
+    args.subset = args.subset if args.subset is not None else profile["subset"]
+    if args.subset is not None and args.subset < 20:
+        parser.error(f"--subset {args.subset}: need at least 20 images (two per class)")
     args.out = (args.out or ROOT / "output" / args.profile).resolve()
+    args.report = args.report.resolve()
     args.only = [c.strip().zfill(2) for item in args.only for c in item.split(",") if c.strip()]
-    if args.epochs < 1 or args.jobs < 1 or args.eval_every < 1:
-        parser.error("--epochs, --jobs and --eval-every must be at least 1")
+    for flag, path in (("--out", args.out), ("--report", args.report)):
+        problem = unusable_folder(path)
+        if problem:
+            parser.error(f"{flag} {path}: {problem}")
+    if args.reference:
+        args.reference = args.reference.resolve()
+        if not args.reference.is_dir():
+            parser.error(f"--reference {args.reference}: not a folder")
     args.speed = speed_from_arguments(parser, args).as_dict()
+    args.run_token = uuid.uuid4().hex[:12]  # marks this invocation's executions as theirs
     return args
+
+
+def unusable_folder(path: Path) -> str | None:
+    """Why ``path`` cannot be an output folder, found before anything is trained."""
+    if path.exists() and not path.is_dir():
+        return "exists and is not a folder"
+    existing = next((p for p in [path, *path.parents] if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def chapters(notebooks_dir: Path, only: list[str]) -> list[Path]:
@@ -98,29 +164,67 @@ def check_data(args: argparse.Namespace) -> str:
     return f"{data.source}: {len(data[0][0]):,} train / {len(data[1][0]):,} test images"
 
 
-def cost_warning(args: argparse.Namespace, notebooks: list[Path]) -> str | None:
-    """On a machine without an accelerator, say up front what a long run costs."""
-    from .backend import accelerators
-    from .experiments import chapter_experiments, get_experiment
+def notebook_parameters(args: argparse.Namespace, notebook: Path) -> dict:
+    """The parameters papermill injects: the same settings for every chapter."""
+    parameters = {"epochs": args.epochs, "batch_size": args.batch_size, "seeds": args.seeds,
+                  "data_source": args.data, "subset": args.subset, "out_dir": str(args.out),
+                  "eval_every": args.eval_every, "log_every": args.log_every, "speed": args.speed, "train": False,
+                  "reference_dir": str(args.reference) if args.reference else None, "run_token": args.run_token}
+    if notebook.stem == SUMMARY:
+        parameters["seeds"] = all_seeds(chapter6_parameters(args))
+    elif chapter_number(notebook.stem) == 6:
+        parameters.update(chapter6_parameters(args))
+    return parameters
 
-    if accelerators():
+
+def chapter6_parameters(args: argparse.Namespace) -> dict:
+    return dict(CHAPTER6_QUICK if args.profile == "quick" else CHAPTER6_DEFAULTS)
+
+
+def training_tasks(args: argparse.Namespace, notebooks: list[Path]) -> list[RunTask]:
+    """Every distinct run the chosen chapters need (a run two chapters share, once)."""
+    tasks: dict[str, RunTask] = {}
+    for notebook in notebooks:
+        for run in needed_runs(notebook.stem, notebook_parameters(args, notebook)):
+            exp = run.experiment
+            variant = variant_changes(exp) if exp.variant else {}
+            task = RunTask(exp.number, run.seed, str(args.out / "runs"), args.data, args.subset, args.epochs,
+                           None if run.keep_batch_size else args.batch_size, args.eval_every, variant,
+                           exp.variant or None, args.speed, args.log_every, args.force)
+            tasks.setdefault(f"{exp.key}-{run.seed}", task)
+    return list(tasks.values())
+
+
+def variant_changes(exp) -> dict:
+    """The recipe and spec fields a variant changes from its registry entry."""
+    from dataclasses import asdict
+
+    from .experiments import get_experiment
+
+    base = get_experiment(exp.number)
+    changes = {k: v for k, v in asdict(exp.recipe).items() if asdict(base.recipe)[k] != v}
+    changes.update({k: v for k, v in asdict(exp.spec).items() if asdict(base.spec)[k] != v})
+    return changes
+
+
+def cost_warning(args: argparse.Namespace, tasks: list[RunTask]) -> str | None:
+    """On a machine without an accelerator, say up front what a long run costs."""
+    if gpu_ids() or not tasks:
         return None
-    numbers = [e for nb in notebooks for e in chapter_experiments(int(nb.stem[:2]))]
-    # The study's augmented epochs were slow because of its CPU-side generator; ours cost
-    # what the same network costs without augmentation (exp 16 ~ exp 9, exp 17 ~ exp 15).
-    twin = {16: 9, 17: 15}
-    gpu_seconds = sum(get_experiment(twin.get(e.number, e.number)).study.seconds_per_epoch for e in numbers)
+    gpu_seconds = sum(t.cost() for t in tasks)
     scale = (args.subset or 50_000) / 50_000 if args.data != "sample" else 2_000 / 50_000
-    hours = gpu_seconds * CPU_SLOWDOWN_VS_STUDY_GPU * scale * args.epochs * len(args.seeds) / 3600
+    hours = gpu_seconds * CPU_SLOWDOWN_VS_STUDY_GPU * scale / 3600
     if hours < 0.25:
         return None
-    return (f"No GPU found: {len(numbers)} experiments x {args.epochs} epochs x {len(args.seeds)} seed(s) "
+    experiments = len({(t.experiment, t.variant_label) for t in tasks})
+    return (f"No GPU found: {len(tasks)} runs of {experiments} experiments"
+            f"{f' x {args.epochs} epochs' if args.epochs else ' at their recipes’ epochs (the study’s 300)'} "
             f"will take about {hours:.0f} hours on this CPU (estimate from measured CPU speed). "
             "To run less: --quick, --only 01, --epochs 20, --subset 5000, or use a GPU.")
 
 
 class Progress:
-    """Prefixes each notebook's progress lines with its name and the elapsed time."""
+    """Prefixes each progress line with where it comes from and the elapsed time."""
 
     def __init__(self):
         self.start = time.monotonic()
@@ -132,28 +236,33 @@ class Progress:
             print(f"[{elapsed // 60:3d}m{elapsed % 60:02d}s] {name}: {text}", flush=True)
 
 
-def papermill_command(args: argparse.Namespace, notebook: Path, output: Path, params_file: Path) -> list[str]:
+def is_progress(line: str) -> bool:
+    return any(marker in line for marker in PROGRESS_MARKERS)
+
+
+def papermill_command(notebook: Path, output: Path, params_file: Path) -> list[str]:
     return [sys.executable, "-m", "papermill", str(notebook), str(output), "-k", "python3", "-f",
             str(params_file), "--log-output", "--no-progress-bar", "--cwd", str(notebook.parent)]
 
 
 def run_notebook(args: argparse.Namespace, notebook: Path, parameters: dict, progress: Progress) -> bool:
-    """Execute one notebook; its executed copy (with any error banner) and log are kept."""
+    """Execute one notebook; its executed copy (with any error banner) and log are kept.
+    Its results file is removed first, so only a complete execution leaves one behind."""
     name = notebook.stem
-    for folder in ("notebooks", "logs", "params"):
+    for folder in ("notebooks", "logs", "params", "results"):
         (args.out / folder).mkdir(parents=True, exist_ok=True)
+    (args.out / "results" / f"{name}.json").unlink(missing_ok=True)
     params_file = args.out / "params" / f"{name}.json"  # JSON is YAML: papermill -f reads it
     params_file.write_text(json.dumps(parameters))
     log_path = args.out / "logs" / f"{name}.log"
     progress.say(name, "started")
     with open(log_path, "w") as log:
-        process = subprocess.Popen(papermill_command(args, notebook, args.out / "notebooks" / notebook.name,
-                                                     params_file),
+        process = subprocess.Popen(papermill_command(notebook, args.out / "notebooks" / notebook.name, params_file),
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         for line in process.stdout:
             log.write(line)
             log.flush()
-            if any(marker in line for marker in PROGRESS_MARKERS):
+            if is_progress(line):
                 progress.say(name, line.strip().split(" - ", 1)[-1])
         process.wait()
     ok = process.returncode == 0
@@ -161,36 +270,33 @@ def run_notebook(args: argparse.Namespace, notebook: Path, parameters: dict, pro
     return ok
 
 
-def force_retrain(args: argparse.Namespace, notebooks: list[Path]) -> None:
-    import shutil
-
-    from .experiments import chapter_experiments
-
-    for notebook in notebooks:
-        for exp in chapter_experiments(int(notebook.stem[:2])):
-            for run_dir in (args.out / "runs").glob(f"{exp.key}-seed*"):
-                shutil.rmtree(run_dir)
+def train_all(args: argparse.Namespace, notebooks: list[Path], progress: Progress) -> list[str]:
+    """The training phase: every needed run, in a pool; returns the failed runs, named."""
+    tasks = training_tasks(args, notebooks)
+    result = run_pool(tasks, args.jobs, say=lambda text: progress.say("train", text), is_progress=is_progress)
+    return [f"{task.label} ({detail})" for task, detail in result.failed]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     notebooks = chapters(args.notebooks, args.only)
-    print(f"run_all: {args.profile} profile, {len(notebooks)} chapter(s) + summary, epochs {args.epochs}, "
-          f"seeds {args.seeds}, batch {args.batch_size}, jobs {args.jobs}; output in {args.out}", flush=True)
+    print(f"run_all: {args.profile} profile, {len(notebooks)} chapter(s) + summary, "
+          f"epochs {args.epochs or 'per recipe'}, seeds {args.seeds}, batch {args.batch_size or 'per recipe'}, "
+          f"jobs {args.jobs}; output in {args.out}", flush=True)
     print(f"run_all: data {check_data(args)}", flush=True)
     from .backend import backend_name, device_description
 
     print(f"run_all: Keras backend {backend_name()} on {device_description()}", flush=True)
-    warning = cost_warning(args, notebooks)
-    if warning:
-        print(f"run_all: WARNING: {warning}", flush=True)
-    if args.force:
-        force_retrain(args, notebooks)
-    write_profile(args)
-    parameters = {"epochs": args.epochs, "batch_size": args.batch_size, "seeds": args.seeds,
-                  "data_source": args.data, "subset": args.subset, "out_dir": str(args.out),
-                  "log_every": args.log_every, "eval_every": args.eval_every, "speed": args.speed}
     progress = Progress()
+    failed_runs: list[str] = []
+    if args.reference:
+        print(f"run_all: rendering from the reference runs in {args.reference}; nothing is trained", flush=True)
+    else:
+        warning = cost_warning(args, training_tasks(args, notebooks))
+        if warning:
+            print(f"run_all: WARNING: {warning}", flush=True)
+        failed_runs = train_all(args, notebooks, progress)
+    write_profile(args, notebooks)
     failed: list[str] = []
     stop = threading.Event()
 
@@ -199,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             progress.say(notebook.stem, "not started (an earlier notebook failed; see --continue-on-error)")
             failed.append(notebook.stem)
             return
-        if not run_notebook(args, notebook, parameters, progress):
+        if not run_notebook(args, notebook, notebook_parameters(args, notebook), progress):
             failed.append(notebook.stem)
             if not args.continue_on_error:
                 stop.set()
@@ -208,32 +314,38 @@ def main(argv: list[str] | None = None) -> int:
         list(pool.map(job, notebooks))
     summary = args.notebooks / f"{SUMMARY}.ipynb"
     if summary.exists() and not (failed and not args.continue_on_error):
-        summary_params = {"out_dir": str(args.out), "epochs": args.epochs, "batch_size": args.batch_size}
-        if not run_notebook(args, summary, summary_params, progress):
+        if not run_notebook(args, summary, notebook_parameters(args, summary), progress):
             failed.append(SUMMARY)
     if not args.no_report and not (failed and not args.continue_on_error):
         from .report import build_report
 
         index = build_report(args.out, args.report)
         print(f"run_all: report written to {index}", flush=True)
+    if failed_runs:
+        print(f"run_all: FAILED runs: {'; '.join(failed_runs)} (the chapters show them as not run)", flush=True)
     if failed:
         print(f"run_all: FAILED notebooks: {', '.join(failed)} "
               f"(executed copies in {args.out / 'notebooks'}, logs in {args.out / 'logs'})", flush=True)
+    if failed or failed_runs:
         return 1
     print(f"run_all: all {len(notebooks) + 1} notebooks ran in {time.monotonic() - progress.start:.0f} s",
           flush=True)
     return 0
 
 
-def write_profile(args: argparse.Namespace) -> None:
-    """What made this output folder, for the report's first line."""
+def write_profile(args: argparse.Namespace, notebooks: list[Path]) -> None:
+    """What this invocation is, for the report's banner and its inclusion rules."""
     from .backend import backend_name, device_description, versions
     from .training import write_atomic
 
     args.out.mkdir(parents=True, exist_ok=True)
-    profile = {"profile": args.profile, "epochs": args.epochs, "batch_size": args.batch_size,
-               "seeds": args.seeds, "data": args.data or "keras.datasets download", "subset": args.subset,
-               "eval_every": args.eval_every, "speed": Speed.coerce(args.speed).describe(),
+    profile = {"profile": args.profile, "run_token": args.run_token, "epochs": args.epochs,
+               "batch_size": args.batch_size, "seeds": args.seeds, "data": args.data or "keras.datasets download",
+               "subset": args.subset, "eval_every": args.eval_every, "speed": Speed.coerce(args.speed).describe(),
+               "reference": str(args.reference) if args.reference else None,
+               "chapters": [nb.stem for nb in notebooks],
+               "parameters": {nb.stem: notebook_parameters(args, nb)
+                              for nb in sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))},
                "backend": backend_name(), "device": device_description(), "versions": versions(),
                "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     write_atomic(args.out / "profile.json", json.dumps(profile, indent=1))

@@ -1,70 +1,141 @@
-"""The summary chapter: every run record read back, tabulated, plotted and judged. No training."""
+"""The summary chapter: every run record read back, tabulated, plotted and judged. No training.
+
+It combines only runs made the same way: the runs a chapter with the same settings would
+show (same data, epochs, batch size, recipe and evaluation; seeds being the only thing
+that varies), found by the very lookup the chapters use, or a reference folder checked to
+hold one setting per experiment. Everything else under the output folder is counted and
+left out, and the overview says so.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
-from .chapter import show
+from .chapter import BEST_EPOCH_NOTE, show
 from .claims import judge_all
-from .plots import plot_study_comparison, plot_test_accuracy_curves, save_figure
-from .results import display_table, results_table, select_records
+from .data import CLASS_NAMES, load_cifar10
+from .experiments import EXPERIMENTS, STUDY_EXPERIMENTS, get_experiment
+from .plots import (
+    per_class_accuracy,
+    plot_accuracy_vs_time,
+    plot_confident_mistakes,
+    plot_confusion,
+    plot_study_comparison,
+    plot_test_accuracy_curves,
+    save_figure,
+)
+from .reference import load_reference
+from .results import display_table, results_table
 from .speed import Speed
-from .training import RunRecord, load_records, write_atomic
+from .training import RunRecord, evaluation_phrase, find_finished, load_predictions, scan_records, write_atomic
+
+SUMMARY_MARKER = "summary.json"
 
 
 class Summary:
     def __init__(self, out_dir: str | os.PathLike = "output", epochs: int | None = None,
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, seeds: Sequence[int] = (0,), data_source: str | None = None,
+                 subset: int | None = None, eval_every: int = 1, reference_dir: str | os.PathLike | None = None,
+                 run_token: str | None = None):
         self.out_dir = Path(out_dir)
         self.figures_dir = self.out_dir / "figures"
-        found = load_records(self.out_dir / "runs")
-        self.records: list[RunRecord] = select_records(found, epochs=epochs, batch_size=batch_size)
-        self.skipped = len(found) - len(self.records)
-        self.table = results_table(self.records)
+        self.run_token, self.figures = run_token, []
+        self.epochs, self.batch_size, self.seeds, self.eval_every = epochs, batch_size, list(seeds), eval_every
+        self.reference = load_reference(reference_dir) if reference_dir else None
+        if self.reference is not None:
+            self.records = list(self.reference.records)
+            self.left_out, self.problems, self.sweep_runs = [], [], 0
+            self.source = self.reference.describe()
+        else:
+            data = load_cifar10(data_source, subset=subset)
+            self.source = data.source
+            self.records = [r for exp in EXPERIMENTS for r in find_finished(
+                exp, data, epochs, batch_size, self.seeds, self.out_dir / "runs", eval_every)]
+            everything, self.problems = scan_records(self.out_dir / "runs")
+            chosen = {Path(r.run_dir).name for r in self.records}
+            self.sweep_runs = sum(1 for r in everything if r.variant)
+            self.left_out = [r for r in everything if not r.variant and Path(r.run_dir).name not in chosen]
+        self.registry = [r for r in self.records if not r.variant]
+        self.table = results_table(self.registry, [e.number for e in EXPERIMENTS])
         self.judgements: pd.DataFrame | None = None  # filled by verdicts()
 
+    # --- what the numbers are -----------------------------------------------------------
+
     def overview(self) -> None:
-        """Where the numbers come from: data, backend, device, seeds, epochs."""
-        if not self.records:
-            show(f"**No finished runs found under `{self.out_dir / 'runs'}`**: run the chapters first.")
+        """Where the numbers come from: data, settings, backend, device, seeds; what was left out."""
+        if not self.registry:
+            where = self.reference.folder if self.reference else self.out_dir / "runs"
+            show(f"**No finished runs with these settings under `{where}`**: run the chapters first "
+                 "(or render the reference results: `./run_all.sh --reference results/reference`).")
+            self._left_out_note()
             return
         runs = self.table[self.table["seeds"] > 0]
         facts = {
-            "runs": f"{len(self.records)} runs of {len(runs)} of the 17 experiments",
-            "epochs": ", ".join(str(int(e)) for e in sorted(runs["epochs"].unique())),
+            "runs": f"{len(self.registry)} runs of {len(runs)} of the {len(EXPERIMENTS)} experiments "
+                    f"({len(STUDY_EXPERIMENTS)} from the study)",
+            "data": f"{self.source} (data id {self.registry[0].params['data_fingerprint']})",
+            "epochs": _grouped(runs["epochs"]),
+            "batch size": _grouped(pd.Series({r.experiment: r.params["batch_size"] for r in self.registry})),
             "seeds per experiment": ", ".join(str(s) for s in sorted(runs["seeds"].unique())),
-            "data": "; ".join(sorted({r.data_source for r in self.records})),
-            "backend": "; ".join(sorted({r.backend for r in self.records})),
-            "device": "; ".join(sorted({r.device for r in self.records})),
-            "speed settings": "; ".join(sorted({Speed.coerce(r.speed).describe() for r in self.records})),
+            "evaluation": evaluation_phrase(self.registry[0].params.get("eval_every", 1)),
+            "backend": "; ".join(sorted({r.backend for r in self.registry})),
+            "device": "; ".join(sorted({r.device for r in self.registry})),
+            "speed settings": "; ".join(sorted({Speed.coerce(r.speed).describe() for r in self.registry})),
             "training time": f"{runs['wall_seconds'].sum() / 60:.1f} minutes in all",
         }
-        lines = "\n".join(f"- **{k}**: {v}" for k, v in facts.items())
-        note = f"\n\n({self.skipped} runs with other epochs or batch size left out.)" if self.skipped else ""
-        show(f"{lines}{note}")
+        show("\n".join(f"- **{k}**: {v}" for k, v in facts.items()))
+        self._left_out_note()
 
-    def show_table(self) -> pd.DataFrame:
-        shown = display_table(self.table)
+    def _left_out_note(self) -> None:
+        notes = []
+        if self.left_out:
+            notes.append(f"{len(self.left_out)} finished run(s) under `{self.out_dir / 'runs'}` were made with other "
+                         "settings (data, epochs, batch size, seeds or evaluation) and are left out: "
+                         + ", ".join(sorted({Path(r.run_dir).name for r in self.left_out})[:8])
+                         + (" ..." if len(self.left_out) > 8 else ""))
+        if self.sweep_runs:
+            notes.append(f"{self.sweep_runs} sweep run(s) of chapter 6 are shown there, not here")
+        if self.problems:
+            notes.append(f"{len(self.problems)} damaged record(s) left out: " + "; ".join(self.problems))
+        if notes:
+            show("*" + ". ".join(notes) + ".*")
+
+    # --- tables and figures -------------------------------------------------------------
+
+    def show_table(self, study_only: bool = True) -> pd.DataFrame:
+        """The study's 17 experiments (or the course's own, with ``study_only=False``)."""
+        numbers = [e.number for e in (STUDY_EXPERIMENTS if study_only else EXPERIMENTS) if
+                   (e.study is not None) == study_only]
+        shown = display_table(self.table.loc[numbers])
+        if not study_only:
+            shown = shown.drop(columns=["study test acc", "difference"])
         show(shown)
+        if study_only:
+            show(BEST_EPOCH_NOTE)
         return shown
 
     def curves(self) -> None:
-        if self.records:
-            self._figure(plot_test_accuracy_curves(self.records, "Test accuracy per epoch, all experiments"),
+        if self.registry:
+            self._figure(plot_test_accuracy_curves(self.registry, "Test accuracy per epoch, all experiments"),
                          "test_curves")
 
     def comparison(self) -> None:
-        if self.records:
-            self._figure(plot_study_comparison(self.table[self.table["seeds"] > 0]), "comparison")
+        study = self.table[(self.table["seeds"] > 0) & self.table["study_test_acc"].notna()]
+        if not study.empty:
+            self._figure(plot_study_comparison(study), "comparison")
 
     def verdicts(self) -> pd.DataFrame:
-        """Each of the study's conclusions, our evidence, and a verdict."""
+        """Each conclusion (the study's, then chapter 6's), our evidence, and a verdict."""
         judgements = judge_all(self.records)
-        frame = pd.DataFrame({"study's conclusion": [j.claim.text for j in judgements],
+        frame = pd.DataFrame({"conclusion": [j.claim.text for j in judgements],
+                              "from": [j.claim.source for j in judgements],
                               "verdict": [j.verdict for j in judgements],
                               "our evidence": [j.evidence for j in judgements]})
         show(frame.style.hide(axis="index").map(_verdict_style, subset=["verdict"])
@@ -75,34 +146,88 @@ class Summary:
         return frame
 
     def timing(self) -> None:
-        """Measured training time against the study's (its blind spot)."""
+        """Measured training time against the study's (its blind spot), and accuracy vs time."""
         runs = self.table[self.table["seeds"] > 0]
         if runs.empty:
             return
-        ours = runs["seconds_per_epoch"]
-        study = runs["study_seconds_per_epoch"]
-        full_ours = (ours * 300).sum() / 60
-        full_study = (study * 300).sum() / 60
-        show(f"Median seconds per epoch here vs the study's Colab GPU, over these {len(runs)} experiments: "
-             f"a 300-epoch pass would take **{full_ours:.0f} minutes** here (one seed, one after another) "
-             f"against the study's **{full_study:.0f} minutes**.")
+        study = runs[runs["study_seconds_per_epoch"].notna()]
+        per_run = runs["wall_seconds"] / runs["seeds"]
+        fastest, slowest = per_run.idxmin(), per_run.idxmax()
+        show(f"One run of each of the {len(runs)} experiments took **{per_run.sum() / 60:.1f} minutes** here "
+             f"(from {per_run[fastest]:.0f} s for experiment {fastest} to {per_run[slowest]:.0f} s for experiment "
+             f"{slowest}). The study's Colab GPU needed {(study['study_seconds_per_epoch'] * 300).sum() / 60:.0f} "
+             f"minutes for one 300-epoch run of each of its {len(study)} experiments shown here.")
+        self._figure(plot_accuracy_vs_time(runs), "accuracy_vs_time")
+
+    def best_model_errors(self) -> None:
+        """Confusion matrix, per-class accuracy and the most confident mistakes of the best experiment."""
+        ranked = self.table[self.table["seeds"] > 0].sort_values("test_acc_mean", ascending=False)
+        for number in ranked.index:
+            run = next(r for r in self.registry if r.experiment == number)
+            folder = (self.reference.folder / run.run_dir) if self.reference else None
+            stored = load_predictions(run, folder)
+            if stored is None:
+                continue
+            exp = get_experiment(number)
+            predicted = stored["probabilities"].astype("float32").argmax(axis=1)
+            truth = stored["labels"].astype(int)
+            title = f"Experiment {exp.label}, seed {run.seed}"
+            accuracy = per_class_accuracy(truth, predicted)
+            show(f"The best experiment here is **{exp.label}** ({ranked.loc[number, 'test_acc_mean']:.2f} % "
+                 f"mean test accuracy). Seed {run.seed}: its easiest class is **{accuracy.idxmax()}** "
+                 f"({accuracy.max():.1f} %), its hardest **{accuracy.idxmin()}** ({accuracy.min():.1f} %).")
+            self._figure(plot_confusion(truth, predicted, CLASS_NAMES, title=title), "confusion")
+            indices = stored["mistake_indices"]
+            if len(indices):
+                probabilities = stored["probabilities"][indices].astype("float32")
+                self._figure(plot_confident_mistakes(stored["mistake_images"], truth[indices], probabilities,
+                                                     count=min(12, len(indices))), "mistakes")
+            return
+        show("*No run kept its test predictions (runs made before this version): no confusion matrix.*")
 
     def record_results(self) -> Path:
-        """``results/results.csv`` (one row per experiment) and ``results/verdicts.csv``."""
+        """``results/results.csv`` (one row per experiment), ``verdicts.csv``, and the summary's
+        marker ``summary.json`` (written last: the sign it finished)."""
         results_dir = self.out_dir / "results"
         results_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(results_dir / "results.csv", self.table.to_csv())
         if self.judgements is not None:
             write_atomic(results_dir / "verdicts.csv", self.judgements.to_csv(index=False))
-        show(f"Wrote `{results_dir / 'results.csv'}` ({len(self.table)} experiments).")
+        marker = {"run_token": self.run_token, "figures": sorted(set(self.figures)), "runs": len(self.registry),
+                  "left_out": len(self.left_out), "data": self.source}
+        write_atomic(results_dir / SUMMARY_MARKER, json.dumps(marker, indent=1))
+        show(f"Wrote `{results_dir / 'results.csv'}` ({len(self.table)} experiments, "
+             f"{int((self.table['seeds'] > 0).sum())} with runs).")
         return results_dir / "results.csv"
 
     def _figure(self, fig, kind: str) -> None:
-        save_figure(fig, self.figures_dir, "05", "all", kind)
+        path = save_figure(fig, self.figures_dir, "05", "all", kind)
+        self.figures.append(path.name)
         show(fig)
         plt.close(fig)
+
+
+def _grouped(column: pd.Series) -> str:
+    """'300 (experiments 1-19), 30 (20)': a value and the experiments that have it."""
+    groups: dict[str, list[int]] = {}
+    for number, value in column.dropna().items():
+        groups.setdefault(f"{value:g}" if isinstance(value, float | np.floating) else str(value), []).append(number)
+    return ", ".join(f"{value} (experiments {_ranges(numbers)})" for value, numbers in groups.items())
+
+
+def _ranges(numbers: list[int]) -> str:
+    numbers = sorted(numbers)
+    parts, start = [], numbers[0]
+    for previous, current in zip(numbers, numbers[1:] + [None], strict=True):
+        if current != previous + 1 if current is not None else True:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+            start = current
+    return ", ".join(parts)
 
 
 def _verdict_style(verdict: str) -> str:
     colors = {"supported": "#d9f2d9", "contradicted": "#f8d7d7", "not separable from noise": "#fff3cd"}
     return f"background-color: {colors.get(verdict, '#eeeeee')}"
+
+
+__all__ = ["Summary", "RunRecord"]

@@ -1,25 +1,38 @@
-"""Train one experiment the study's way and keep a complete, resumable record of it.
+"""Train one experiment by its recipe and keep a complete, resumable record of it.
 
 A run lives in its own folder, named after the experiment, the seed and a hash of every
 parameter that changes the result, so a finished run is found again instead of retrained:
 
+    .lock                        held (flock) by the one process that owns the run
     params.json                  what was asked for (written first)
-    history.csv                  one row per epoch, flushed as it is written
-    checkpoint-eNNNN.weights.h5  model + optimiser state after epoch NNNN (while running)
+    history.csv                  one row per epoch, fixed columns, flushed as it is written
+    checkpoint-eNNNN.weights.h5  model + optimiser state after epoch NNNN (the last two, while running)
     model.weights.h5             final weights
     record.json                  the result; written last, atomically: its presence means done
+
+Everything that could leave a wrong number behind is checked when a run is touched: a
+second process waits for the owner instead of training the same run, a damaged record
+is rebuilt from the history and the final weights, a damaged checkpoint gives way to an
+older one, a history that lost rows is never paired with a later checkpoint, and a full
+disk stops the run with one message naming the folder while the finished epochs stay.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import math
 import os
 import shutil
+import socket
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import keras
@@ -27,20 +40,42 @@ import numpy as np
 import pandas as pd
 
 from . import backend
-from .data import fingerprint, load_cifar10
-from .experiments import STUDY_BATCH_SIZE, STUDY_EPOCHS, STUDY_LEARNING_RATE, Experiment, get_experiment
-from .models import build_model, compile_model
+from .data import load_cifar10
+from .experiments import Experiment, Recipe, get_experiment
+from .models import build_model, compile_model, prepare_model
+from .recipes import evaluate_views, predict_views, scores, steps_per_epoch
 from .speed import Speed, fit_data
 
 RECORD_FILE = "record.json"
 HISTORY_FILE = "history.csv"
+PARAMS_FILE = "params.json"
+LOCK_FILE = ".lock"
+WEIGHTS_FILE = "model.weights.h5"
+PREDICTIONS_FILE = "test_predictions.npz"
+KEPT_MISTAKES = 24  # the most confident test mistakes keep their pixels, for figures without the data
 CHECKPOINT_GLOB = "checkpoint-e*.weights.h5"
 DEFAULT_OUT_DIR = "runs"
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+KEEP_CHECKPOINTS = 2  # an older intact one to fall back on if the newest is damaged
+VALIDATION_SEED = 0  # one fixed held-out set, so every run of a sweep is judged on the same images
 
 
-@dataclass
+class RunError(RuntimeError):
+    """A run folder holds something that cannot be trusted or written; the message names the file."""
+
+
+class RunStorageError(RunError):
+    """No space left to save a run's progress; nothing finished is lost."""
+
+
+@dataclass(eq=False)
 class RunRecord:
-    """One finished run. Accuracies are in percent, like the study's table."""
+    """One finished run. Accuracies are in percent, like the study's table.
+
+    ``evaluated_on`` says what the per-epoch ``val_*`` history measured: ``"test"`` (the
+    study's way: the test set after each epoch, so ``best_test_acc`` is a choice made on
+    the test set) or ``"validation"`` (held-out training images; the test set is then
+    evaluated once, on the final model, and ``best_test_acc`` is NaN)."""
 
     experiment: int
     name: str
@@ -52,7 +87,7 @@ class RunRecord:
     train_acc: float
     test_acc: float
     best_test_acc: float
-    best_epoch: int  # 1-based
+    best_epoch: int  # 1-based, on the evaluation set
     param_count: int
     wall_seconds: float  # sum of epoch times, resumed parts included
     seconds_per_epoch: float  # median, so the first (compiling) epoch does not count
@@ -65,27 +100,214 @@ class RunRecord:
     history: dict[str, list[float]] = field(repr=False)
     run_dir: str = ""
     speed: dict = field(default_factory=dict)  # the speed settings in effect for the last part trained
+    variant: str = ""
+    evaluated_on: str = "test"
+    val_acc: float = float("nan")  # final model on the validation images (validation recipes)
+    best_val_acc: float = float("nan")
 
     @property
     def history_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.history)
+
+    def __eq__(self, other) -> bool:
+        """Equal when they serialise the same (NaN, for "not evaluated", equals itself here)."""
+        return isinstance(other, RunRecord) and self.to_json() == other.to_json()
+
+    __hash__ = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> RunRecord:
-        data = json.loads(Path(path).read_text())
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """Read a record; a damaged one raises ``RunError`` naming the file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            known = {f.name for f in fields(cls)}
+            record = cls(**{k: v for k, v in data.items() if k in known})
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, AttributeError) as error:
+            raise RunError(f"{path}: damaged run record ({type(error).__name__}: {error})") from error
+        rows = len(record.history.get("epoch", [])) if isinstance(record.history, dict) else -1
+        if rows != record.epochs_completed:
+            raise RunError(f"{path}: damaged run record: it claims {record.epochs_completed} epochs "
+                           f"but its history holds {rows}")
+        return record
+
+
+# --- files -----------------------------------------------------------------------------
+
+def _is_disk_full(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(error) or "errno = 28" in str(error)
+
+
+def _storage_error(folder: Path, what: str, needed: float, error: OSError | None = None) -> RunStorageError:
+    free = shutil.disk_usage(folder).free if folder.exists() else 0
+    cause = f" ({error})" if error else ""
+    return RunStorageError(f"{folder}: not enough disk space to write {what}: about {needed / 1e6:.1f} MB needed, "
+                           f"{free / 1e6:.1f} MB free{cause}. Free some space and run again: the run resumes "
+                           "from its last checkpoint, and finished runs are untouched.")
+
+
+def ensure_space(folder: Path, needed: float, what: str) -> None:
+    """Refuse before writing rather than fail halfway (h5py can crash on a full disk)."""
+    if shutil.disk_usage(folder).free < needed:
+        raise _storage_error(folder, what, needed)
 
 
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temp file and rename, so readers never see half a file."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if _is_disk_full(error):
+            raise _storage_error(path.parent, path.name, len(text.encode()), error) from None
+        raise
 
+
+def _save_weights_atomic(model: keras.Model, path: Path, needed: float) -> None:
+    ensure_space(path.parent, needed, path.name)
+    tmp = path.with_name("tmp-" + path.name)  # Keras insists on the .weights.h5 suffix
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if _is_disk_full(error):
+            raise _storage_error(path.parent, path.name, needed, error) from None
+        raise
+
+
+def _weights_bytes(model: keras.Model, run_dir: Path) -> float:
+    """What the next checkpoint will need: the last one's size, else weights + optimiser
+    state estimated from the parameter count, with room to spare."""
+    existing = [p.stat().st_size for p in run_dir.glob(CHECKPOINT_GLOB)]
+    if existing:
+        return 1.5 * max(existing)
+    return 4.0 * 4 * model.count_params() + 1e6
+
+
+def _clean_leftovers(run_dir: Path) -> None:
+    """Temp files of a process killed just before its rename: never complete, never needed."""
+    for path in run_dir.iterdir():
+        name = path.name
+        if path.is_file() and ((name.startswith(".") and name.endswith(".tmp")) or name.startswith("tmp-")):
+            path.unlink(missing_ok=True)
+
+
+def _clear(run_dir: Path) -> None:
+    """Empty a run folder for a forced retrain, keeping the lock file its owner holds."""
+    for path in run_dir.iterdir():
+        if path.name == LOCK_FILE:
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+@contextmanager
+def run_lock(run_dir: Path, label: str) -> Iterator[None]:
+    """Own a run folder: one process trains a run; another waits, then finds it finished.
+
+    ``flock`` is released by the kernel when its owner dies, however it dies, so a killed
+    run never stays locked. The lock file says who holds it, for the waiting message."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            print(f"{label}: waiting for {run_dir}: {owner} is training it", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+# --- history ---------------------------------------------------------------------------
+
+def _parse_row(line: str, expected_epoch: int) -> list[float] | None:
+    parts = line.rstrip("\n").split(",")
+    if len(parts) != len(HISTORY_COLUMNS):
+        return None
+    try:
+        values = [float(v) if v not in ("", "NA") else float("nan") for v in parts]
+    except ValueError:
+        return None
+    return values if values[0] == expected_epoch else None
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """The consistent prefix of a history file: the header, then rows for epochs 0, 1, ...
+    with every field. A row cut by a kill, or anything after a gap, is not history."""
+    columns = list(HISTORY_COLUMNS)
+    if not path.exists():
+        return pd.DataFrame(columns=columns)
+    try:
+        lines = path.read_text().splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError) as error:
+        warnings.warn(f"{path}: unreadable history ({error}); treating it as empty", stacklevel=2)
+        return pd.DataFrame(columns=columns)
+    if not lines or lines[0].strip() != ",".join(columns):
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for line in lines[1:]:
+        if not line.endswith("\n"):
+            break  # the last line was still being written
+        row = _parse_row(line, len(rows))
+        if row is None:
+            break
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({"epoch": int})
+
+
+def _write_history(path: Path, frame: pd.DataFrame) -> None:
+    text = ",".join(HISTORY_COLUMNS) + "\n" + "".join(_format_row(row) for row in frame.itertuples(index=False))
+    write_atomic(path, text)
+
+
+def _format_row(values) -> str:
+    cells = [str(int(values[0]))] + ["" if not math.isfinite(float(v)) else repr(float(v)) for v in values[1:]]
+    return ",".join(cells) + "\n"
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """One row per epoch in fixed columns, flushed and synced as it is written.
+
+    Written by hand because ``CSVLogger`` fixes its columns from the first epoch it sees:
+    resumed on an epoch without a test evaluation (``eval_every`` > 1) it wrote rows of
+    another width under the old header, and the run could never be read again."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def on_train_begin(self, logs=None):
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            write_atomic(self.path, ",".join(HISTORY_COLUMNS) + "\n")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        row = _format_row([epoch] + [float(logs.get(c, float("nan"))) for c in HISTORY_COLUMNS[1:]])
+        try:
+            with open(self.path, "a") as stream:
+                stream.write(row)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as error:
+            if _is_disk_full(error):
+                raise _storage_error(self.path.parent, self.path.name, len(row), error) from None
+            raise
+
+
+# --- planning ----------------------------------------------------------------------------
 
 def as_model_input(images: np.ndarray, normalize: bool, normalized: bool | None = None) -> np.ndarray:
     """Bring images to the scale an experiment expects (0-1 or 0-255)."""
@@ -96,72 +318,234 @@ def as_model_input(images: np.ndarray, normalize: bool, normalized: bool | None 
     return images / np.float32(255.0) if normalize else images * np.float32(255.0)
 
 
-def run_experiment(experiment: int | str | Experiment, epochs: int = STUDY_EPOCHS,
-                   batch_size: int = STUDY_BATCH_SIZE, seed: int = 0, data=None,
-                   out_dir: str | os.PathLike = DEFAULT_OUT_DIR, seeds: Sequence[int] | None = None,
-                   force: bool = False, learning_rate: float = STUDY_LEARNING_RATE,
-                   log_every: int | None = None, checkpoint_seconds: float = 30.0,
-                   eval_every: int = 1, speed: Speed | Mapping | None = None,
+def data_fingerprint(data) -> str:
+    """A short content hash of a dataset, the same whatever scale it was loaded at, so
+    run folders tell data sources apart and experiment 1 (0-255) shares its data's id."""
+    (x_train, y_train), (x_test, y_test) = data
+    normalized = getattr(data, "normalized", None)
+    if normalized is None:
+        normalized = float(np.max(x_train)) <= 1.0
+    digest = hashlib.sha1()
+    for images, labels in ((x_train, y_train), (x_test, y_test)):
+        rows = np.asarray(images[::97], dtype="float32")
+        rows = rows if normalized else rows / np.float32(255.0)
+        digest.update(f"{np.shape(images)}{np.shape(labels)}".encode())
+        digest.update(np.ascontiguousarray(rows).tobytes())
+        digest.update(np.ascontiguousarray(np.asarray(labels[::97], dtype="float32")).tobytes())
+    return digest.hexdigest()[:10]
+
+
+def validation_split(labels: np.ndarray, fraction: float, seed: int = VALIDATION_SEED) -> tuple[np.ndarray, ...]:
+    """Indices (train, validation): ``fraction`` of each class held out, the same every run."""
+    classes = labels.argmax(axis=1) if labels.ndim == 2 else labels
+    rng = np.random.default_rng(seed)
+    held = []
+    for cls in np.unique(classes):
+        members = np.flatnonzero(classes == cls)
+        count = int(round(fraction * len(members)))
+        held.append(rng.choice(members, size=count, replace=False))
+    held = np.sort(np.concatenate(held))
+    kept = np.setdiff1d(np.arange(len(classes)), held)
+    return kept, held
+
+
+def effective_recipe(exp: Experiment, epochs: int | None = None, batch_size: int | None = None) -> Recipe:
+    """The experiment's recipe with the run's overrides (``--quick`` trains 2 epochs)."""
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if value is not None and (not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{name} must be a positive integer or None (the recipe's), got {value!r}")
+    return replace(exp.recipe, epochs=int(epochs or exp.recipe.epochs),
+                   batch_size=int(batch_size or exp.recipe.batch_size))
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs, decided before anything is trained."""
+
+    experiment: Experiment
+    recipe: Recipe
+    seed: int
+    train: tuple[np.ndarray, np.ndarray]
+    evaluation: tuple[np.ndarray, np.ndarray]  # what val_* measures each epoch
+    test: tuple[np.ndarray, np.ndarray]
+    params: dict
+    run_dir: Path
+    source: str
+    eval_every: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.experiment.label} seed {self.seed}"
+
+    @property
+    def evaluated_on(self) -> str:
+        return "validation" if self.recipe.validation else "test"
+
+
+def plan_run(experiment: int | str | Experiment, data, seed: int = 0, out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
+             epochs: int | None = None, batch_size: int | None = None, eval_every: int = 1) -> RunPlan:
+    """The model inputs, every parameter that changes the result, and the run's folder."""
+    exp = get_experiment(experiment)
+    recipe = effective_recipe(exp, epochs, batch_size)
+    if not isinstance(eval_every, int) or eval_every < 1:
+        raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
+    (x_train, y_train), (x_test, y_test) = data
+    normalized = getattr(data, "normalized", None)
+    x_train = as_model_input(x_train, exp.normalize, normalized)
+    x_test = as_model_input(x_test, exp.normalize, normalized)
+    if recipe.validation:
+        kept, held = validation_split(y_train, recipe.validation)
+        train, evaluation = (x_train[kept], y_train[kept]), (x_train[held], y_train[held])
+    else:
+        train, evaluation = (x_train, y_train), (x_test, y_test)
+    spec = {"kind": type(exp.spec).__name__, **asdict(exp.spec)}
+    params = {
+        "experiment": exp.number, "variant": exp.variant, "spec": spec, "normalize": exp.normalize,
+        "recipe": asdict(recipe), "epochs": recipe.epochs, "batch_size": recipe.batch_size, "seed": seed,
+        "eval_every": eval_every, "train_size": len(train[0]), "validation_size": len(evaluation[0])
+        if recipe.validation else 0, "test_size": len(x_test), "data_fingerprint": data_fingerprint(data),
+    }
+    params = json.loads(json.dumps(params))  # as it will read back from disk (lists, not tuples)
+    run_dir = Path(out_dir) / f"{exp.key}-seed{seed}-{_params_hash(params)}"
+    return RunPlan(exp, recipe, seed, train, evaluation, (x_test, y_test), params, run_dir,
+                   getattr(data, "source", "arrays"), eval_every)
+
+
+def _params_hash(params: dict) -> str:
+    return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+
+
+# --- running -----------------------------------------------------------------------------
+
+def run_experiment(experiment: int | str | Experiment, epochs: int | None = None, batch_size: int | None = None,
+                   seed: int = 0, data=None, out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
+                   seeds: Sequence[int] | None = None, force: bool = False, log_every: int | None = None,
+                   checkpoint_seconds: float = 30.0, eval_every: int = 1, speed: Speed | Mapping | None = None,
                    callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunRecord | list[RunRecord]:
     """Train (or reuse) one experiment; with ``seeds`` run each seed and return a list.
 
-    ``data`` is what ``load_cifar10`` returns (None loads the default source); pixels are
-    rescaled to what the experiment expects. An interrupted run resumes from its last
-    checkpoint; a finished one with the same parameters is reused unless ``force``.
+    ``epochs`` and ``batch_size`` default to the experiment's recipe (the study's: 300 and
+    512). ``data`` is what ``load_cifar10`` returns (None loads the default source); pixels
+    are rescaled to what the experiment expects. An interrupted run resumes from its last
+    checkpoint; a finished one with the same parameters is reused unless ``force``; a run
+    another process is training is waited for, then reused.
     ``callbacks`` run after the package's own (timing, NaN stop, history, checkpoint, log).
-    ``eval_every`` evaluates the test set after every that many epochs (and after the first
-    and last) instead of after each: the curves get fewer points and "best test accuracy"
-    is the best of those, so it names the run when it is not 1.
+    ``eval_every`` evaluates after every that many epochs (and after the first and last)
+    instead of after each: the curves get fewer points and "best accuracy" is the best of
+    those, so it names the run when it is not 1.
     ``speed`` (a ``Speed`` or a dict of its fields) changes how fast a run goes, not what it
     computes, so it does not name the run.
     """
     exp = get_experiment(experiment)
     speed = Speed.coerce(speed)
-    if epochs < 1 or batch_size < 1 or eval_every < 1:
-        raise ValueError(f"epochs, batch_size and eval_every must be positive, "
-                         f"got {epochs}, {batch_size} and {eval_every}")
+    effective_recipe(exp, epochs, batch_size)  # refuse bad values before loading anything
     if data is None:
         data = load_cifar10(normalize=exp.normalize)
     if seeds is not None:
         return [run_experiment(exp, epochs=epochs, batch_size=batch_size, seed=s, data=data, out_dir=out_dir,
-                               force=force, learning_rate=learning_rate, log_every=log_every,
-                               checkpoint_seconds=checkpoint_seconds, eval_every=eval_every, speed=speed,
-                               callbacks=callbacks) for s in seeds]
-    (x_train, y_train), (x_test, y_test), params, run_dir = _plan(exp, epochs, batch_size, seed, data,
-                                                                  out_dir, learning_rate, eval_every)
-    if force and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if (run_dir / RECORD_FILE).exists():
-        record = RunRecord.from_file(run_dir / RECORD_FILE)
-        print(f"{exp.label} seed {seed}: reusing finished run {run_dir} "
-              f"(test acc {record.test_acc:.2f} %)", flush=True)
-        return record
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / "params.json", json.dumps(params, indent=1))
+                               force=force, log_every=log_every, checkpoint_seconds=checkpoint_seconds,
+                               eval_every=eval_every, speed=speed, callbacks=callbacks) for s in seeds]
+    plan = plan_run(exp, data, seed, out_dir, epochs, batch_size, eval_every)
+    with run_lock(plan.run_dir, plan.label):
+        _clean_leftovers(plan.run_dir)
+        if force:
+            _clear(plan.run_dir)
+        record = finished_record(plan)
+        if record is not None:
+            print(f"{plan.label}: reusing finished run {plan.run_dir} (test acc {record.test_acc:.2f} %)", flush=True)
+            return record
+        write_atomic(plan.run_dir / PARAMS_FILE, json.dumps(plan.params, indent=1))
+        return _train(plan, speed, log_every, checkpoint_seconds, callbacks)
 
-    model, initial_epoch, fit_batch, speed = _model_at_last_checkpoint(exp, seed, run_dir, learning_rate, speed,
-                                                                       batch_size)
-    progress = ProgressLogger(f"{exp.label} seed {seed}", epochs, log_every)
-    callbacks = [EpochTimer(), keras.callbacks.TerminateOnNaN(),
-                 keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
-                 Checkpointer(run_dir, epochs, checkpoint_seconds), progress, *callbacks]
-    if initial_epoch < epochs:
-        model.fit(**fit_data((x_train, y_train), (x_test, y_test), speed, batch_size, fit_batch),
-                  epochs=epochs, initial_epoch=initial_epoch, validation_freq=evaluation_epochs(epochs, eval_every),
-                  verbose=0, callbacks=callbacks)
-    history = _read_history(run_dir / HISTORY_FILE)
-    source = getattr(data, "source", "arrays")
-    record = _make_record(exp, seed, model, history, params, source, str(run_dir), speed)
-    _save_weights_atomic(model, run_dir / "model.weights.h5")
+
+def _train(plan: RunPlan, speed: Speed, log_every: int | None, checkpoint_seconds: float,
+           callbacks: Sequence[keras.callbacks.Callback]) -> RunRecord:
+    run_dir, recipe = plan.run_dir, plan.recipe
+    model, initial_epoch, fit_batch, speed = _model_at_last_checkpoint(plan, speed)
+    progress = ProgressLogger(plan.label, recipe.epochs, log_every, plan.evaluated_on)
+    all_callbacks = [EpochTimer(), keras.callbacks.TerminateOnNaN(), HistoryWriter(run_dir / HISTORY_FILE),
+                     Checkpointer(run_dir, recipe.epochs, checkpoint_seconds), progress, *callbacks]
+    if initial_epoch < recipe.epochs:
+        model.fit(**fit_data(plan.train, plan.evaluation, speed, recipe.batch_size, fit_batch),
+                  epochs=recipe.epochs, initial_epoch=initial_epoch,
+                  validation_freq=evaluation_epochs(recipe.epochs, plan.eval_every), verbose=0,
+                  callbacks=all_callbacks)
+    history = read_history(run_dir / HISTORY_FILE)
+    probabilities = predict_views(model, plan.test[0], recipe.tta, recipe.batch_size)
+    record = _make_record(plan, model, history, speed, probabilities)
+    _save_weights_atomic(model, run_dir / WEIGHTS_FILE, _weights_bytes(model, run_dir))
+    if record.status == "completed":
+        write_predictions(run_dir, probabilities, *plan.test)
     write_atomic(run_dir / RECORD_FILE, record.to_json())
-    for checkpoint in run_dir.glob(CHECKPOINT_GLOB):
-        checkpoint.unlink()
+    for leftover in [*run_dir.glob(CHECKPOINT_GLOB), *run_dir.glob("*.damaged")]:
+        leftover.unlink()
     progress.finished(record)
     return record
 
 
+def finished_record(plan: RunPlan) -> RunRecord | None:
+    """The run's record if it is finished and intact. A damaged record is rebuilt from
+    the history and the final weights when both are complete, else set aside (the run
+    then resumes or retrains); never trusted as it is."""
+    path = plan.run_dir / RECORD_FILE
+    if not path.exists():
+        return None
+    try:
+        record = RunRecord.from_file(path)
+        if record.params != plan.params:
+            raise RunError(f"{path}: its parameters are not this run's (edited or copied by hand?)")
+        return record
+    except RunError as error:
+        rebuilt = _rebuild_record(plan)
+        if rebuilt is not None:
+            warnings.warn(f"{error}; rebuilt it from {HISTORY_FILE} and {WEIGHTS_FILE}", stacklevel=2)
+            write_atomic(path, rebuilt.to_json())
+            return rebuilt
+        aside = path.with_name(RECORD_FILE + ".damaged")
+        os.replace(path, aside)
+        warnings.warn(f"{error}; moved it to {aside.name} and the run will be trained again", stacklevel=2)
+        return None
+
+
+def _rebuild_record(plan: RunPlan) -> RunRecord | None:
+    history = read_history(plan.run_dir / HISTORY_FILE)
+    weights = plan.run_dir / WEIGHTS_FILE
+    finished = len(history) == plan.recipe.epochs or (len(history) and not np.isfinite(history["loss"].iloc[-1]))
+    if not weights.exists() or not finished:
+        return None
+    model = _compiled_model(plan, Speed())[0]
+    try:
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(weights)
+    except (OSError, ValueError, KeyError) as error:
+        warnings.warn(f"{weights}: damaged final weights ({error})", stacklevel=3)
+        return None
+    return _make_record(plan, model, history, Speed())
+
+
+def find_finished(experiment: int | str | Experiment, data, epochs: int | None = None,
+                  batch_size: int | None = None, seeds: Sequence[int] = (0,),
+                  out_dir: str | os.PathLike = DEFAULT_OUT_DIR, eval_every: int = 1) -> list[RunRecord]:
+    """The finished, intact runs ``run_experiment`` would reuse for these settings; trains
+    nothing and changes nothing (a damaged record is skipped with a warning)."""
+    found = []
+    for seed in seeds:
+        plan = plan_run(experiment, data, seed, out_dir, epochs, batch_size, eval_every)
+        path = plan.run_dir / RECORD_FILE
+        if not path.exists():
+            continue
+        try:
+            record = RunRecord.from_file(path)
+        except RunError as error:
+            warnings.warn(f"{error}: left out", stacklevel=2)
+            continue
+        if record.params == plan.params:
+            found.append(record)
+    return found
+
+
 def evaluation_epochs(epochs: int, every: int = 1) -> list[int]:
-    """The 1-based epochs after which the test set is evaluated: the first, every
+    """The 1-based epochs after which the evaluation set is evaluated: the first, every
     ``every``-th and the last (the first fixes the history file's columns)."""
     return sorted({1, epochs, *range(every, epochs + 1, every)})
 
@@ -171,113 +555,105 @@ def evaluation_phrase(every: int) -> str:
     return "test set evaluated every epoch" if every == 1 else f"test set evaluated every {every} epochs"
 
 
-def _plan(exp: Experiment, epochs: int, batch_size: int, seed: int, data, out_dir, learning_rate: float,
-          eval_every: int = 1):
-    """The model inputs, every parameter that changes the result, and the run's folder."""
-    (x_train, y_train), (x_test, y_test) = data
-    normalized = getattr(data, "normalized", None)
-    x_train = as_model_input(x_train, exp.normalize, normalized)
-    x_test = as_model_input(x_test, exp.normalize, normalized)
-    params = {
-        "experiment": exp.number, "spec": asdict(exp.spec), "normalize": exp.normalize,
-        "augment": exp.augment, "epochs": epochs, "batch_size": batch_size, "seed": seed,
-        "learning_rate": learning_rate, "optimizer": "adam", "loss": "categorical_crossentropy",
-        "train_size": len(x_train), "test_size": len(x_test),
-        "data_fingerprint": fingerprint(((x_train, y_train), (x_test, y_test))),
-    }
-    if eval_every != 1:  # only then, so runs made before this setting existed keep their names
-        params["eval_every"] = eval_every
-    params = json.loads(json.dumps(params))  # as it will read back from disk (lists, not tuples)
-    run_dir = Path(out_dir) / f"{exp.key}-seed{seed}-{_params_hash(params)}"
-    return (x_train, y_train), (x_test, y_test), params, run_dir
-
-
-def find_finished(experiment: int | str | Experiment, data, epochs: int = STUDY_EPOCHS,
-                  batch_size: int = STUDY_BATCH_SIZE, seeds: Sequence[int] = (0,),
-                  out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
-                  learning_rate: float = STUDY_LEARNING_RATE, eval_every: int = 1) -> list[RunRecord]:
-    """The finished runs ``run_experiment`` would reuse for these settings; trains nothing."""
-    exp = get_experiment(experiment)
-    found = []
-    for seed in seeds:
-        *_, run_dir = _plan(exp, epochs, batch_size, seed, data, out_dir, learning_rate, eval_every)
-        if (run_dir / RECORD_FILE).exists():
-            found.append(RunRecord.from_file(run_dir / RECORD_FILE))
-    return found
-
-
-def _params_hash(params: dict) -> str:
-    return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def _model_at_last_checkpoint(exp: Experiment, seed: int, run_dir: Path, learning_rate: float, speed: Speed,
-                              batch_size: int) -> tuple[keras.Model, int, int, Speed]:
-    """A compiled model, the epoch to start from, the batch size ``fit`` gets (larger when
-    JAX fuses steps) and the speed settings in effect (a backend may fall back from some);
-    history past the checkpoint is dropped."""
-    checkpoints = sorted(run_dir.glob(CHECKPOINT_GLOB))
-    initial_epoch = int(checkpoints[-1].name[len("checkpoint-e"):].split(".")[0]) if checkpoints else 0
-    keras.utils.set_random_seed(seed * 100_003 + initial_epoch)  # fresh shuffles after a resume
-    model = build_model(exp, seed=seed)
-    compile_steps, fit_batch = backend.prepare_steps(model, speed.steps_per_execution, batch_size)
+def _compiled_model(plan: RunPlan, speed: Speed) -> tuple[keras.Model, int, Speed]:
+    """A fresh compiled model for the plan; returns it, the batch size ``fit`` gets (larger
+    when JAX fuses steps) and the speed settings in effect (a backend may fall back)."""
+    recipe = plan.recipe
+    model = build_model(plan.experiment, seed=plan.seed)
+    prepare_model(model, plan.train[0])
+    compile_steps, fit_batch = backend.prepare_steps(model, speed.steps_per_execution, recipe.batch_size)
     jit_compile = backend.usable_jit_compile(speed.jit_compile)
-    compile_model(model, learning_rate, jit_compile=jit_compile, steps_per_execution=compile_steps)
-    speed = replace(speed, jit_compile=jit_compile, steps_per_execution=compile_steps * fit_batch // batch_size)
-    if checkpoints:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(checkpoints[-1])
-        print(f"{exp.label} seed {seed}: resuming after epoch {initial_epoch} from {checkpoints[-1]}",
-              flush=True)
-    _truncate_history(run_dir / HISTORY_FILE, initial_epoch)
-    return model, initial_epoch, fit_batch, speed
+    compile_model(model, recipe, steps_per_epoch(len(plan.train[0]), recipe.batch_size), recipe.epochs,
+                  jit_compile=jit_compile, steps_per_execution=compile_steps)
+    speed = replace(speed, jit_compile=jit_compile, steps_per_execution=compile_steps * fit_batch // recipe.batch_size)
+    return model, fit_batch, speed
 
 
-def _read_history(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+def _checkpoint_epoch(path: Path) -> int:
+    return int(path.name[len("checkpoint-e"):].split(".")[0])
+
+
+def _model_at_last_checkpoint(plan: RunPlan, speed: Speed) -> tuple[keras.Model, int, int, Speed]:
+    """A compiled model at the newest checkpoint that is intact and that the history
+    reaches (else at the start), and the epoch to start from; history past it is dropped."""
+    run_dir = plan.run_dir
+    rows = len(read_history(run_dir / HISTORY_FILE))
+    checkpoints = sorted(run_dir.glob(CHECKPOINT_GLOB), key=_checkpoint_epoch, reverse=True)
+    for checkpoint in [*checkpoints, None]:
+        epoch = _checkpoint_epoch(checkpoint) if checkpoint else 0
+        if epoch > rows:
+            warnings.warn(f"{checkpoint}: not used: {run_dir / HISTORY_FILE} holds only {rows} epochs, "
+                          f"so resuming after epoch {epoch} would leave a gap", stacklevel=3)
+            continue
+        keras.utils.set_random_seed(plan.seed * 100_003 + epoch)  # fresh shuffles after a resume
+        model, fit_batch, effective = _compiled_model(plan, speed)
+        if checkpoint is not None:
+            try:
+                model.optimizer.build(model.trainable_variables)
+                model.load_weights(checkpoint)
+            except (OSError, ValueError, KeyError) as error:
+                aside = checkpoint.with_name(checkpoint.name + ".damaged")
+                os.replace(checkpoint, aside)
+                warnings.warn(f"{checkpoint}: damaged checkpoint ({type(error).__name__}: {error}); "
+                              f"moved to {aside.name}, trying an older one", stacklevel=3)
+                continue
+            print(f"{plan.label}: resuming after epoch {epoch} from {checkpoint}", flush=True)
+        _truncate_history(run_dir / HISTORY_FILE, epoch)
+        return model, epoch, fit_batch, effective
+    raise AssertionError("unreachable: starting from scratch always succeeds")
 
 
 def _truncate_history(path: Path, epochs: int) -> None:
-    """Keep the rows of the first ``epochs`` epochs: no duplicates after a resume."""
-    if not path.exists():
+    """Keep the rows of the first ``epochs`` epochs: no duplicates or gaps after a resume."""
+    if epochs == 0:
+        path.unlink(missing_ok=True)
         return
-    history = _read_history(path)
-    if epochs == 0 or history.empty:
-        path.unlink()
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    history[history["epoch"] < epochs].to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    _write_history(path, read_history(path).iloc[:epochs])
 
 
-def _save_weights_atomic(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name("tmp-" + path.name)  # Keras insists on the .weights.h5 suffix
-    model.save_weights(tmp)
-    os.replace(tmp, path)
-
-
-def _make_record(exp: Experiment, seed: int, model: keras.Model, history: pd.DataFrame,
-                 params: dict, source: str, run_dir: str, speed: Speed) -> RunRecord:
+def _make_record(plan: RunPlan, model: keras.Model, history: pd.DataFrame, speed: Speed,
+                 test_probabilities: np.ndarray | None = None) -> RunRecord:
+    """The record of a finished run; ``test_probabilities`` (the final model's, with the
+    recipe's test-time augmentation) are computed here when not given."""
+    recipe, run_dir = plan.recipe, plan.run_dir
     if history.empty:
-        raise RuntimeError(f"{run_dir}: training produced no history")
+        raise RunError(f"{run_dir / HISTORY_FILE}: training produced no history")
     last = history.iloc[-1]
-    diverged = not all(math.isfinite(v) for v in (last["loss"], last["val_loss"]))
-    best = int(history["val_accuracy"].fillna(-1).idxmax())
+    diverged = not math.isfinite(last["loss"])
+    if len(history) != recipe.epochs and not diverged:
+        raise RunError(f"{run_dir / HISTORY_FILE}: holds {len(history)} of {recipe.epochs} epochs although "
+                       "training ended normally (was the file changed while the run was training?)")
+    evaluated = history["val_accuracy"]
+    best = int(evaluated.fillna(-1).idxmax())
     seconds = history["epoch_seconds"]
     per_epoch = float(seconds.iloc[1:].median() if len(seconds) > 1 else seconds.iloc[0])
+    final_eval = bool(recipe.validation or recipe.tta != "none" or recipe.ema)
+    if final_eval and not diverged:
+        if test_probabilities is None:
+            test_probabilities = predict_views(model, plan.test[0], recipe.tta, recipe.batch_size)
+        test_loss, test_acc = scores(test_probabilities, plan.test[1])
+        val_acc = evaluate_views(model, *plan.evaluation, "none", recipe.batch_size)[1]
+    else:
+        test_loss, test_acc = float(last["val_loss"]), float(last["val_accuracy"])
+        val_acc = test_acc
+    on_test = plan.evaluated_on == "test"
     return RunRecord(
-        experiment=exp.number, name=exp.name, seed=seed, status="diverged" if diverged else "completed",
-        epochs_completed=len(history), train_loss=float(last["loss"]), test_loss=float(last["val_loss"]),
-        train_acc=100 * float(last["accuracy"]), test_acc=100 * float(last["val_accuracy"]),
-        best_test_acc=100 * float(history["val_accuracy"].iloc[best]), best_epoch=best + 1,
-        param_count=model.count_params(), wall_seconds=float(seconds.sum()),
-        seconds_per_epoch=per_epoch, images_per_second=params["train_size"] / per_epoch,
-        backend=backend.backend_name(), device=backend.device_description(), data_source=source,
-        versions=backend.versions(), params=params, speed=speed.as_dict(),
-        history={k: [float(v) for v in history[k]] for k in history.columns}, run_dir=run_dir)
+        experiment=plan.experiment.number, name=plan.experiment.name, seed=plan.seed,
+        status="diverged" if diverged else "completed", epochs_completed=len(history),
+        train_loss=float(last["loss"]), test_loss=test_loss, train_acc=100 * float(last["accuracy"]),
+        test_acc=100 * test_acc, best_test_acc=100 * float(evaluated.iloc[best]) if on_test else float("nan"),
+        best_epoch=best + 1, param_count=model.count_params(), wall_seconds=float(seconds.sum()),
+        seconds_per_epoch=per_epoch, images_per_second=plan.params["train_size"] / per_epoch,
+        backend=backend.backend_name(), device=backend.device_description(), data_source=plan.source,
+        versions=backend.versions(), params=plan.params, speed=speed.as_dict(),
+        history={k: [float(v) for v in history[k]] for k in history.columns}, run_dir=str(run_dir),
+        variant=plan.experiment.variant, evaluated_on=plan.evaluated_on,
+        val_acc=float("nan") if on_test else 100 * val_acc,
+        best_val_acc=float("nan") if on_test else 100 * float(evaluated.iloc[best]))
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds ``epoch_seconds`` to the epoch logs, so CSVLogger and the record keep it."""
+    """Adds ``epoch_seconds`` to the epoch logs, so the history and the record keep it."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -288,7 +664,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class Checkpointer(keras.callbacks.Callback):
-    """Saves model and optimiser state at most every ``seconds`` and after the last epoch.
+    """Saves model and optimiser state at most every ``seconds`` and after the last epoch,
+    keeping the last two.
 
     Written by hand because BackupAndRestore stores the weights and the epoch counter in
     two files, non-atomically: a crash between them resumes at the wrong epoch. Here the
@@ -305,10 +682,10 @@ class Checkpointer(keras.callbacks.Callback):
         if done < self.epochs and time.monotonic() - self._last < self.seconds:
             return
         path = self.run_dir / f"checkpoint-e{done:04d}.weights.h5"
-        _save_weights_atomic(self.model, path)
-        for old in self.run_dir.glob(CHECKPOINT_GLOB):
-            if old != path:
-                old.unlink()
+        _save_weights_atomic(self.model, path, _weights_bytes(self.model, self.run_dir))
+        older = sorted(self.run_dir.glob(CHECKPOINT_GLOB), key=_checkpoint_epoch, reverse=True)[KEEP_CHECKPOINTS:]
+        for old in older:
+            old.unlink()
         self._last = time.monotonic()
 
 
@@ -322,36 +699,97 @@ class ProgressLogger(keras.callbacks.Callback):
     """One line every ``every`` epochs (about ten per run by default), never a progress bar:
     Keras' bars redraw many times a second and a notebook stores every frame."""
 
-    def __init__(self, label: str, epochs: int, every: int | None = None):
+    def __init__(self, label: str, epochs: int, every: int | None = None, evaluated_on: str = "test"):
         super().__init__()
-        self.label, self.epochs = label, epochs
+        self.label, self.epochs, self.evaluated_on = label, epochs, evaluated_on
         self.every = every or max(1, epochs // 10)
         self._seconds: list[float] = []
-        self._test = (float("nan"), float("nan"))
+        self._evaluation = (float("nan"), float("nan"))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self._seconds.append(logs.get("epoch_seconds", 0.0))
         if "val_accuracy" in logs:  # with eval_every > 1, show the latest evaluation
-            self._test = (logs["val_loss"], logs["val_accuracy"])
+            self._evaluation = (logs["val_loss"], logs["val_accuracy"])
         done = epoch + 1
         if done % self.every and done != self.epochs and not self.model.stop_training:
             return
         recent = float(np.median(self._seconds[-5:]))
+        name = "test" if self.evaluated_on == "test" else "val"
+        evaluation = "" if not math.isfinite(self._evaluation[1]) else \
+            f"  {name} loss {self._evaluation[0]:.3f}  {name} acc {100 * self._evaluation[1]:.1f}%"
         print(f"{self.label}: epoch {done}/{self.epochs}  loss {logs.get('loss', float('nan')):.3f}"
-              f"  acc {100 * logs.get('accuracy', float('nan')):.1f}%"
-              f"  test loss {self._test[0]:.3f}  test acc {100 * self._test[1]:.1f}%"
+              f"  acc {100 * logs.get('accuracy', float('nan')):.1f}%{evaluation}"
               f"  {recent:.2f} s/epoch  ETA {_duration(recent * (self.epochs - done))}", flush=True)
 
     def finished(self, record: RunRecord) -> None:
+        best = (f"best {record.best_test_acc:.2f} % at epoch {record.best_epoch}" if record.evaluated_on == "test"
+                else f"validation {record.val_acc:.2f} %, best {record.best_val_acc:.2f} % at epoch "
+                     f"{record.best_epoch}")
         print(f"{self.label}: {record.status} in {_duration(record.wall_seconds)}, "
-              f"test acc {record.test_acc:.2f} % (best {record.best_test_acc:.2f} % "
-              f"at epoch {record.best_epoch})", flush=True)
+              f"test acc {record.test_acc:.2f} % ({best})", flush=True)
+
+
+def scan_records(out_dir: str | os.PathLike = DEFAULT_OUT_DIR) -> tuple[list[RunRecord], list[str]]:
+    """Every finished run under ``out_dir``, and one message per damaged record left out."""
+    records, problems = [], []
+    for path in sorted(Path(out_dir).glob(f"**/{RECORD_FILE}")):
+        try:
+            records.append(RunRecord.from_file(path))
+        except RunError as error:
+            problems.append(str(error))
+    return records, problems
 
 
 def load_records(out_dir: str | os.PathLike = DEFAULT_OUT_DIR) -> list[RunRecord]:
-    """Every finished run under ``out_dir`` (unfinished runs have no record yet)."""
-    paths = sorted(Path(out_dir).glob(f"**/{RECORD_FILE}"))
-    return [RunRecord.from_file(p) for p in paths]
+    """Every finished run under ``out_dir`` (unfinished runs have no record yet); a damaged
+    record is left out with a warning naming it, so one bad file never hides the rest."""
+    records, problems = scan_records(out_dir)
+    for problem in problems:
+        warnings.warn(f"{problem}: left out", stacklevel=2)
+    return records
 
 
+def write_predictions(run_dir: Path, probabilities: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
+    """The final model's test-set probabilities (float16), the true labels, and the pixels
+    of its most confident mistakes: enough for a confusion matrix and a figure of errors
+    from the run folder alone (a reference folder keeps it; it keeps no weights)."""
+    truth = labels.argmax(axis=1) if labels.ndim == 2 else labels
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != truth)
+    order = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:KEPT_MISTAKES]
+    pixels = images[order] if float(np.max(images)) > 1.0 else images[order] * 255.0
+    path = run_dir / PREDICTIONS_FILE
+    ensure_space(run_dir, probabilities.size * 2 + 1e6, path.name)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as stream:
+        np.savez_compressed(stream, probabilities=probabilities.astype("float16"), labels=truth.astype("int8"),
+                            mistake_indices=order, mistake_images=np.round(pixels).astype("uint8"))
+    os.replace(tmp, path)
+
+
+def load_predictions(record: RunRecord, folder: str | os.PathLike | None = None) -> dict[str, np.ndarray] | None:
+    """What ``write_predictions`` kept for a run (None for runs made before it existed)."""
+    path = Path(folder or record.run_dir) / PREDICTIONS_FILE
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as stored:
+            return {key: stored[key] for key in stored.files}
+    except (OSError, ValueError, EOFError) as error:
+        warnings.warn(f"{path}: unreadable predictions ({error}); left out", stacklevel=2)
+        return None
+
+
+def load_trained_model(record: RunRecord) -> keras.Model:
+    """The final model of a finished run (for predictions: confusion matrix, mistakes)."""
+    exp = get_experiment(record.experiment)
+    if record.variant:
+        raise ValueError(f"{record.run_dir}: a variant run; rebuild it from its experiment's vary(...)")
+    weights = Path(record.run_dir) / WEIGHTS_FILE
+    model = build_model(exp, seed=record.seed)
+    try:
+        model.load_weights(weights)
+    except (OSError, ValueError, KeyError) as error:
+        raise RunError(f"{weights}: cannot load the run's final weights ({error})") from error
+    return model

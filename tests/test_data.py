@@ -1,12 +1,19 @@
 """Every loader format on small generated fixtures, every bad input, the cache, subsets."""
 
+import errno
+import io
+import os
+import pickle
+import struct
+import tarfile
 import time
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_SOURCE, make_arrays, png_bytes, python_batches, write_tar, write_tree, write_zip
+from conftest import REAL_SOURCE, make_arrays, png_bytes, python_batches, tree_entries, write_tar, write_tree, write_zip
 
 from cifar_utils import CLASS_NAMES, CifarDataError, load_cifar10
 from cifar_utils.data import read_source
@@ -235,3 +242,312 @@ def test_real_cifar10_source():
     assert x_train.shape == (50000, 32, 32, 3) and x_test.shape == (10000, 32, 32, 3)
     assert np.bincount(y_train).tolist() == [5000] * 10 and np.bincount(y_test).tolist() == [1000] * 10
     assert 115 < x_train.mean() < 126  # the README's 120.7
+
+
+# --- pixel values: only what is unambiguous, by value range ---------------------------
+
+def _save_images(tmp_path, arrays, x_train, x_test=None):
+    _, y_train, x_test_default, y_test = arrays
+    path = tmp_path / "images.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test_default if x_test is None else x_test,
+             y_test=y_test)
+    return path
+
+
+@pytest.mark.parametrize("encode", [
+    pytest.param(lambda x: x / 255.0, id="float64 [0, 1]"),
+    pytest.param(lambda x: (x / 255.0).astype(np.float32), id="float32 [0, 1]"),
+    pytest.param(lambda x: (x / 255.0).astype(np.float16), id="float16 [0, 1]"),
+    pytest.param(lambda x: np.clip(x - 0.4, 0, None), id="non-integral 0-255"),
+    pytest.param(lambda x: x.astype(np.float32), id="float32 0-255"),
+    pytest.param(lambda x: x.astype(np.int64), id="int64 0-255"),
+])
+def test_float_and_wide_integer_images_are_read_by_value_range(tmp_path, arrays, encode):
+    path = _save_images(tmp_path, arrays, encode(arrays[0]), encode(arrays[2]))
+    assert_same(load_cifar10(path), arrays)  # divided by 255 once, not twice
+    assert_same(load_cifar10(path, normalize=False), arrays, normalize=False)
+
+
+@pytest.mark.parametrize("poison, message", [
+    (np.nan, "1 NaN and 0 infinite"),
+    (np.inf, "0 NaN and 1 infinite"),
+    (-np.inf, "0 NaN and 1 infinite"),
+    (-0.5, r"values in \[-0.5, .*must be 0-255 \(floats: \[0, 1\] if the max is <= 1"),
+    (255.5, r"values in \[.*, 255.5\]; pixel values must be 0-255"),
+])
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_bad_float_pixels_are_refused_naming_file_and_split(tmp_path, arrays, poison, message, split):
+    index = 0 if split == "train" else 2
+    images = [arrays[0] / 255.0, arrays[2] / 255.0]
+    images[index // 2][0, 5, 5, 1] = poison
+    path = _save_images(tmp_path, arrays, *images)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy cast warning on the way to the error
+        with pytest.raises(CifarDataError, match=rf"images\.npz: x_{split} holds {message}"):
+            load_cifar10(path)
+
+
+@pytest.mark.parametrize("images, message", [
+    pytest.param(lambda x: x.astype(np.int64) - 1, r"holds values in \[-1, 254\]; pixel values must be 0-255$",
+                 id="int64 below 0"),
+    pytest.param(lambda x: x.astype(bool), "has dtype bool; expected uint8", id="bool"),
+    pytest.param(lambda x: x.astype(np.complex64), "has dtype complex64", id="complex"),
+    pytest.param(lambda x: x.astype(str), "has dtype <U3", id="str"),
+])
+def test_non_pixel_dtypes_are_refused(tmp_path, arrays, images, message):
+    with pytest.raises(CifarDataError, match=rf"images\.npz: x_train {message}"):
+        load_cifar10(_save_images(tmp_path, arrays, images(arrays[0])))
+
+
+def test_all_zero_or_one_floats_are_read_as_unit_range_with_a_warning(tmp_path, arrays):
+    binary = (arrays[0] > 127).astype(np.float32)  # could be 0-255 values that are nearly black
+    with pytest.warns(UserWarning, match="x_train: float pixels are all 0 or 1; read as \\[0, 1\\]"):
+        data = load_cifar10(_save_images(tmp_path, arrays, binary), normalize=False)
+    assert set(np.unique(data[0][0])) == {0.0, 255.0}
+
+
+def test_non_integer_labels_are_a_clear_error(tmp_path, arrays):
+    path = _npz(tmp_path, x_train=arrays[0], y_train=arrays[1].astype(str), x_test=arrays[2], y_test=arrays[3])
+    with pytest.raises(CifarDataError, match=r"y_train labels must be integers 0-9, found dtype <U"):
+        load_cifar10(path)
+
+
+# --- a cache that cannot be written costs a warning, never the load ---------------------
+
+def _cache_warnings(caught):
+    return [w for w in caught if "not caching" in str(w.message)]
+
+
+def _load_recording(path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_cifar10(path)
+    return data, _cache_warnings(caught)
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC])
+def test_unwritable_cache_loads_without_caching(tmp_path, arrays, monkeypatch, code):
+    def failing_savez(stream, **_):
+        stream.write(b"half an npz")  # the .partial file exists when the write fails
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(np, "savez", failing_savez)
+    data, caught = _load_recording(write_zip(tmp_path / "c.zip", arrays))
+    assert_same(data, arrays)
+    assert len(caught) == 1
+    assert str(tmp_path / "cache") in str(caught[0].message) and os.strerror(code) in str(caught[0].message)
+    assert list((tmp_path / "cache").iterdir()) == []  # no .partial, no .npz
+
+
+def test_cache_folder_that_cannot_be_created(tmp_path, arrays, monkeypatch):
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setenv("CIFAR_UTILS_CACHE", str(tmp_path / "a_file" / "cache"))
+    data, caught = _load_recording(write_tree(tmp_path / "tree", arrays))
+    assert_same(data, arrays)
+    assert len(caught) == 1 and "a_file" in str(caught[0].message)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders; the EROFS test covers this")
+def test_read_only_cache_folder(tmp_path, arrays):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o555)
+    try:
+        data, caught = _load_recording(write_zip(tmp_path / "c.zip", arrays))
+        assert_same(data, arrays)
+        assert len(caught) == 1 and str(cache) in str(caught[0].message)
+        assert list(cache.iterdir()) == []
+    finally:
+        cache.chmod(0o755)
+
+
+# --- broken entries in folders and zips: named, not raw OSErrors ------------------------
+
+def _deny(monkeypatch, target, method):
+    """Make one file or folder unreadable: chmod for a real check (skipped as root, where it
+    does not bite), or a patched Path method raising what the kernel would."""
+    if method == "chmod":
+        if os.geteuid() == 0:
+            pytest.skip("root reads chmod 000 files; the patched variant covers this")
+        target.chmod(0)
+        return
+    name = "iterdir" if target.is_dir() else "read_bytes"
+    original = getattr(Path, name)
+
+    def denied(self, *args, **kwargs):
+        if self == target:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, name, denied)
+
+
+def test_dangling_symlink_in_tree_is_named(tmp_path, arrays):
+    root = write_tree(tmp_path / "tree", arrays)
+    (root / "train" / "cat" / "zz.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(CifarDataError, match=r"train/cat/zz\.png: dangling symlink \(points to .*gone\.png\)"):
+        load_cifar10(root)
+
+
+def test_symlink_loop_in_tree_is_named(tmp_path, arrays):
+    root = write_tree(tmp_path / "tree", arrays)
+    (root / "test" / "dog" / "a.png").symlink_to("b.png")
+    (root / "test" / "dog" / "b.png").symlink_to("a.png")
+    with pytest.raises(CifarDataError, match=r"test/dog/a\.png: symlink loop"):
+        load_cifar10(root)
+
+
+@pytest.mark.parametrize("method", ["patched", "chmod"])
+def test_unreadable_image_file_is_named(tmp_path, arrays, monkeypatch, method):
+    root = write_tree(tmp_path / "tree", arrays)
+    target = root / "train" / "cat" / "00010.png"
+    _deny(monkeypatch, target, method)
+    try:
+        with pytest.raises(CifarDataError, match=r"train/cat/00010\.png: permission denied"):
+            load_cifar10(root)
+    finally:
+        target.chmod(0o644)
+
+
+@pytest.mark.parametrize("method", ["patched", "chmod"])
+def test_unreadable_class_folder_is_named_not_skipped(tmp_path, arrays, monkeypatch, method):
+    root = write_tree(tmp_path / "tree", arrays)
+    target = root / "train" / "cat"
+    _deny(monkeypatch, target, method)
+    try:
+        with pytest.raises(CifarDataError, match=r"train/cat: cannot list folder \(permission denied\)"):
+            load_cifar10(root)
+    finally:
+        target.chmod(0o755)
+
+
+def test_hidden_broken_entries_are_still_skipped(tmp_path, arrays):
+    root = write_tree(tmp_path / "tree", arrays)
+    (root / "train" / "cat" / ".~lock.png").symlink_to(tmp_path / "gone")
+    (root / "train" / ".ipynb_checkpoints").symlink_to(root / "train" / ".ipynb_checkpoints")  # a loop
+    (root / "test" / "dog" / ".x").symlink_to(".y")
+    (root / "test" / "dog" / ".y").symlink_to(".x")
+    assert_same(load_cifar10(root), arrays)
+
+
+def test_dangling_source_symlink_is_named(tmp_path):
+    (tmp_path / "link.npz").symlink_to(tmp_path / "moved.npz")
+    with pytest.raises(CifarDataError, match=r"link\.npz: dangling symlink"):
+        load_cifar10(tmp_path / "link.npz")
+
+
+def test_unreadable_source_path_is_named(tmp_path, monkeypatch):
+    target = tmp_path / "locked" / "c.npz"
+    original = Path.stat
+
+    def denied(self, *args, **kwargs):
+        if self == target:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", denied)
+    with pytest.raises(CifarDataError, match=r"locked/c\.npz: permission denied"):
+        load_cifar10(target)
+
+
+def _corrupt_member(path, name):
+    """Overwrite the first byte of a member's deflate stream with an invalid block type."""
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.getinfo(name).header_offset
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", raw[offset + 26:offset + 30])  # the local header's own
+    raw[offset + 30 + name_len + extra_len] = 0xFF
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_unreadable_zip_member_is_named(tmp_path, arrays):
+    path = tmp_path / "c.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for relpath, blob in tree_entries(arrays):
+            archive.writestr(relpath, blob)
+    _corrupt_member(path, "train/cat/00009.png")
+    with pytest.raises(CifarDataError, match=r"c\.zip:train/cat/00009\.png: cannot read zip member \(error"):
+        load_cifar10(path)
+
+
+def test_corrupt_compressed_npz_is_a_clear_error(tmp_path, arrays):
+    path = tmp_path / "c.npz"
+    np.savez_compressed(path, x_train=arrays[0], y_train=arrays[1], x_test=arrays[2], y_test=arrays[3])
+    _corrupt_member(path, "x_train.npy")
+    with pytest.raises(CifarDataError, match=r"c\.npz: not a readable \.npz"):
+        load_cifar10(path)
+
+
+# --- official batches: each batch checked on its own -----------------------------------
+
+def _shifted_batches(arrays):
+    """Batch 2 seven labels short and batch 3 seven over: the totals still match."""
+    files = python_batches(arrays)
+    two, three = (pickle.loads(files[n]) for n in ("data_batch_2", "data_batch_3"))
+    two[b"labels"], three[b"labels"] = two[b"labels"][:-7], three[b"labels"] + [0] * 7
+    files["data_batch_2"], files["data_batch_3"] = pickle.dumps(two), pickle.dumps(three)
+    return files
+
+
+def _tar_of(path, files, folder="cifar-10-batches-py"):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, blob in files:
+            info = tarfile.TarInfo(f"{folder}/{name}" if folder else name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return path
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_label_count_is_checked_per_batch(tmp_path, packed):
+    arrays = make_arrays(per_class_train=5)  # 10 images per train batch
+    files = _shifted_batches(arrays)
+    if packed:
+        source = _tar_of(tmp_path / "cifar-10-python.tar.gz", files.items())
+        where = r"cifar-10-python\.tar\.gz:cifar-10-batches-py/data_batch_2"
+    else:
+        source = tmp_path / "cifar-10-batches-py"
+        source.mkdir()
+        for name, blob in files.items():
+            (source / name).write_bytes(blob)
+        where = r"cifar-10-batches-py/data_batch_2"
+    with pytest.raises(CifarDataError, match=rf"{where}: 3 labels for 10 images"):
+        load_cifar10(source)
+
+
+@pytest.mark.parametrize("data, message", [
+    (np.zeros((6, 3000), np.uint8), r"data has shape \(6, 3000\), expected \(N, 3072\)"),
+    (np.zeros(6 * 3072, np.uint8), r"data has shape \(18432,\)"),
+    (b"\0" * 6 * 3072, r"data has shape \(\)"),
+])
+def test_batch_rows_must_be_3072_wide(tmp_path, arrays, data, message):
+    files = python_batches(arrays)
+    files["test_batch"] = pickle.dumps({b"data": data, b"labels": [0] * 6})
+    with pytest.raises(CifarDataError, match=rf"tar\.gz:cifar-10-batches-py/test_batch: {message}"):
+        load_cifar10(_tar_of(tmp_path / "c.tar.gz", files.items()))
+
+
+def test_batch_pixels_out_of_range_are_refused_not_wrapped(tmp_path, arrays):
+    files = python_batches(arrays)
+    batch = pickle.loads(files["data_batch_1"])
+    batch[b"data"] = batch[b"data"].astype(np.int64) + 100  # 255 + 100 would wrap to 99 as uint8
+    files["data_batch_1"] = pickle.dumps(batch)
+    with pytest.raises(CifarDataError, match=r"x_train holds values in \[.*\]; pixel values must be 0-255"):
+        load_cifar10(_tar_of(tmp_path / "c.tar.gz", files.items()))
+
+
+def test_duplicate_batch_in_tar_is_refused(tmp_path, arrays):
+    files = list(python_batches(arrays).items())
+    path = _tar_of(tmp_path / "c.tar.gz", [*files, ("data_batch_1", files[1][1])])
+    with pytest.raises(CifarDataError, match=r"c\.tar\.gz:cifar-10-batches-py/data_batch_1: a second data_batch_1"):
+        load_cifar10(path)
+
+
+def test_only_the_official_batch_names_are_read(tmp_path, arrays):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name, blob in python_batches(arrays).items():
+        (folder / name).write_bytes(blob)
+    (folder / "data_batch_1.bak").write_bytes(b"not a pickle")  # an editor's or a user's leftover
+    assert_same(load_cifar10(folder), arrays)

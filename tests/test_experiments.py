@@ -12,6 +12,8 @@ from cifar_utils import (
     chapter_experiments,
     get_experiment,
 )
+from cifar_utils.augment import Translate
+from cifar_utils.experiments import STUDY_EXPERIMENTS, STUDY_RECIPE, DenseSpec, Recipe
 
 # The study's table, typed once more here from the slides (issue #2), independently of the
 # registry: number -> (params, train loss, test loss, train acc, test acc, s/epoch).
@@ -31,13 +33,15 @@ CHAPTER_OF = {**dict.fromkeys((1, 2), 1), **dict.fromkeys(range(3, 7), 2),
 
 
 def test_registry_matches_the_study_table():
-    assert [e.number for e in EXPERIMENTS] == list(range(1, 18))
-    for exp in EXPERIMENTS:
+    assert [e.number for e in STUDY_EXPERIMENTS] == list(range(1, 18))
+    assert [e.number for e in EXPERIMENTS] == list(range(1, 22))  # then the course's own, chapter 6
+    assert all(e.recipe == STUDY_RECIPE for e in STUDY_EXPERIMENTS if not e.augment)
+    for exp in STUDY_EXPERIMENTS:
         s = exp.study
         assert (s.params, s.train_loss, s.test_loss, s.train_acc, s.test_acc, s.seconds_per_epoch) \
             == STUDY_TABLE[exp.number], exp.number
         assert exp.chapter == CHAPTER_OF[exp.number]
-    assert sum(e.study.seconds_per_epoch for e in EXPERIMENTS) * 300 / 60 == pytest.approx(690, abs=1)
+    assert sum(e.study.seconds_per_epoch for e in STUDY_EXPERIMENTS) * 300 / 60 == pytest.approx(690, abs=1)
 
 
 @pytest.mark.parametrize("number", range(1, 18))
@@ -90,8 +94,9 @@ def test_vgg_block_has_two_convs_and_one_bn():
 
 
 def test_augmentation_only_where_the_study_used_it():
-    with_augment = [e.number for e in EXPERIMENTS if isinstance(build_model(e).layers[0], Augment)]
+    with_augment = [e.number for e in STUDY_EXPERIMENTS if isinstance(build_model(e).layers[0], Augment)]
     assert with_augment == [16, 17]
+    assert [e.number for e in EXPERIMENTS if isinstance(build_model(e).layers[0], Translate)] == [20, 21]
     assert not isinstance(build_model(17, augment=False).layers[0], Augment)
     assert [e.number for e in EXPERIMENTS if not e.normalize] == [1]
 
@@ -100,9 +105,10 @@ def test_lookup_and_chapters():
     assert get_experiment("exp07") is get_experiment(7) is get_experiment("7")
     assert get_experiment(7).key == "exp07" and get_experiment(7).label == "7. Dropout model 1"
     assert [e.number for e in chapter_experiments(2)] == [3, 4, 5, 6]
-    assert set(CHAPTERS) == {1, 2, 3, 4}
-    with pytest.raises(KeyError, match="unknown experiment 18"):
-        get_experiment(18)
+    assert set(CHAPTERS) == {1, 2, 3, 4, 6}
+    assert [e.number for e in chapter_experiments(6)] == [18, 19, 20, 21]
+    with pytest.raises(KeyError, match="unknown experiment 22"):
+        get_experiment(22)
     with pytest.raises(KeyError, match="unknown experiment 'vgg'"):
         get_experiment("vgg")
 
@@ -116,3 +122,51 @@ def test_custom_spec_builds_and_bad_specs_are_refused():
         ArchSpec(blocks=((1, 8),), bn_before_activation=True)
     with pytest.raises(ValueError, match="block"):
         ArchSpec(blocks=())
+
+
+def test_course_experiments_build_as_described():
+    # 18: the factorial's missing cell, the same parameters as experiment 11 (BN) with He init
+    model18 = build_model(18)
+    assert model18.count_params() == 186_826 and layer_kinds(model18) == layer_kinds(build_model(11))
+    convs = [layer for layer in model18.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert all(type(c.kernel_initializer).__name__ == "HeUniform" for c in convs) and "Dropout" not in layer_kinds(
+        model18)
+    # 19: a plain perceptron: 3072*512+512 + 512*256+256 + 256*10+10
+    assert layer_kinds(build_model(19)) == ["Flatten", "Dense", "Dense", "Dense"]
+    assert build_model(19).count_params() == 3072 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
+    # 20: experiment 17's network unchanged, only the recipe differs
+    assert build_model(20).count_params() == 454_442
+    assert layer_kinds(build_model(20))[1:] == layer_kinds(build_model(17))[1:]
+    assert get_experiment(20).spec == get_experiment(17).spec
+    assert get_experiment(20).recipe.epochs <= 30 and get_experiment(20).recipe.validation == pytest.approx(0.1)
+    # 21: airbench94's shape: 24 whitening filters, widths 64/256/256, about 1.97M parameters
+    model21 = build_model(21)
+    assert model21.layers[1].filters == 24 and model21.output_shape == (None, 10)
+    assert [c.filters for c in model21.layers if isinstance(c, keras.layers.Conv2D)] == [64, 64, 256, 256, 256, 256]
+    assert 1_900_000 < model21.count_params() < 2_050_000
+
+
+def test_recipes_refuse_bad_values_by_name():
+    for bad in ({"optimizer": "rmsprop"}, {"schedule": "step"}, {"augment": "mixup"}, {"tta": "ten_crop"},
+                {"momentum": 1.0}, {"validation": 0.5 + 0.5}, {"epochs": 0}, {"learning_rate": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad)) if "epochs" not in bad and "learning_rate" not in bad
+                           else "Recipe needs"):
+            Recipe(**bad)
+    with pytest.raises(ValueError, match="translate"):
+        Recipe(augment="translate_flip")
+    with pytest.raises(ValueError, match="hidden"):
+        DenseSpec(hidden=())
+
+
+def test_variants_are_named_and_kept_apart():
+    base = get_experiment(9)
+    variant = base.vary(learning_rate=3e-3, batch_size=128)
+    assert variant.number == 9 and variant.variant == "batch_size=128, learning_rate=0.003"
+    assert variant.key == "exp09-batch-size128-learning-rate0.003" and variant.key != base.key
+    assert variant.recipe.learning_rate == 3e-3 and variant.recipe.batch_size == 128 and variant.spec == base.spec
+    dropout = base.vary("dropout=0.5", dropout=0.5)
+    assert dropout.spec.dropout == 0.5 and dropout.recipe == base.recipe and dropout.label.endswith("[dropout=0.5]")
+    assert build_model(dropout).count_params() == 186_826
+    with pytest.raises(ValueError, match="cannot vary \\['colour'\\]"):
+        base.vary(colour="red")
+    assert Recipe(learning_rate=0.01).changes() == {"learning_rate": 0.01}

@@ -14,7 +14,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from cifar_utils.experiments import EXPERIMENTS, chapter_experiments
+from cifar_utils.course import CHAPTER_PARAMETERS
+from cifar_utils.experiments import STUDY_EXPERIMENTS, chapter_experiments
+from cifar_utils.model_code import code_changes, model_code, model_differences
+from cifar_utils.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -37,36 +40,74 @@ def quick(tmp_path_factory):
     return out, report, result.stdout
 
 
+SUMMARY_PARAMETERS = {"out_dir", "epochs", "batch_size", "seeds", "data_source", "subset", "eval_every",
+                      "reference_dir", "run_token"}
+# The figures each chapter must show, so they also appear in --quick (issue #8, #9).
+TEACHING_FIGURES = {
+    "01_all_examples", "01_all_input_scale", "02_all_parameters", "02_all_train_vs_test", "03_all_dropout_mask",
+    "03_all_batch_norm", "03_all_init_spread", "03_all_gap", "04_all_augment_draws", "04_all_15_vs_17",
+    "05_all_confusion", "05_all_mistakes", "05_all_accuracy_vs_time", "06_all_factorial", "06_all_grid",
+    "06_all_dropout_sweep", "06_all_accuracy_vs_time",
+}
+
+
+def code_cells(path):
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
 def test_committed_notebooks_are_stripped_and_parameterised():
     names = [p.stem for p in NOTEBOOKS]
     assert names == ["01_four_layer_cnn", "02_six_seven_layer_cnn", "03_techniques", "04_vgg_and_augmentation",
-                     "05_summary"]
+                     "05_summary", "06_beyond_the_study"]
     for path in NOTEBOOKS:
-        nb = nbformat.read(path, as_version=4)
-        code = [c for c in nb.cells if c.cell_type == "code"]
+        code = code_cells(path)
         assert all(not c.outputs and c.execution_count is None for c in code), path.name
         tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, path.name
         names_set = set(re.findall(r"^(\w+) =", tagged[0].source, re.M))
-        expected = {"out_dir", "epochs", "batch_size"} if path.stem == "05_summary" else \
-            {"epochs", "batch_size", "seeds", "data_source", "subset", "out_dir", "experiments"}
-        assert expected <= names_set, (path.name, names_set)
-        source = "\n".join(c.source for c in code)
-        assert "import keras" not in source and "plt." not in source  # the package does the work
-        assert "google.colab" in source or path.stem == "05_summary"
+        expected = SUMMARY_PARAMETERS if path.stem == "05_summary" else set(CHAPTER_PARAMETERS)
+        assert expected <= names_set, (path.name, expected - names_set)
+        # literals only: papermill injects its values after this cell, derived values belong below
+        assert all(re.match(r"^\w+ = [-\w\[\]{}.,:\"' ]+(  #.*)?$", line) for line in tagged[0].source.splitlines()
+                   ), path.name
+        assert "google.colab" in "\n".join(c.source for c in code)
+
+
+def test_each_chapter_ends_with_exercises_and_a_runnable_starter():
+    for path in NOTEBOOKS:
+        cells = nbformat.read(path, as_version=4).cells
+        exercises = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith(
+            "## Exercises")]
+        assert len(exercises) == 1, path.name
+        items = re.findall(r"^\d\. \*\*", cells[exercises[0]].source, re.M)
+        assert 3 <= len(items) <= 5, (path.name, len(items))
+        after = [c for c in cells[exercises[0] + 1:] if c.cell_type == "code"]
+        if path.stem != "05_summary":  # the summary trains nothing; its exercises are questions
+            assert "try_out(" in after[0].source and "Hint" in cells[exercises[0]].source, path.name
+        assert "record_results()" in after[-1].source and cells[-1] is after[-1], path.name  # the marker is last
+
+
+def test_the_code_chapter_1_shows_is_the_model_experiment_1_trains():
+    (cell,) = [c for c in code_cells(NOTEBOOKS[0]) if "model-1" in c.metadata.get("tags", [])]
+    namespace = {}
+    exec(compile(cell.source.replace("model.summary()", ""), "chapter 1", "exec"), namespace)
+    assert model_differences(namespace["model"], build_model(1)) == []
+    assert namespace["model"].count_params() == 24_522
 
 
 def test_quick_run_reports_progress(quick):
     _, _, stdout = quick
     for nb in NOTEBOOKS:
         assert f"{nb.stem}: started" in stdout and f"{nb.stem}: done" in stdout
-    assert re.search(r"\] 04_vgg_and_augmentation: 17\. VGG-like \+ augmentation seed 0: epoch 2/2 .* ETA", stdout)
-    assert "all 5 notebooks ran" in stdout
+    assert re.search(r"\] train: 17\. VGG-like \+ augmentation seed 0: epoch 2/2 .* ETA", stdout)
+    total = int(re.search(r"pool: (\d+) runs on", stdout).group(1))
+    assert f"pool: {total}/{total} runs done" in stdout and re.search(r"pool: 1/\d+ runs done .* ETA", stdout)
+    assert "all 6 notebooks ran" in stdout
 
 
 def test_every_notebook_executed_and_recorded_its_numbers(quick):
     out, _, _ = quick
-    for chapter in (1, 2, 3, 4):
+    for chapter in (1, 2, 3, 4, 6):
         executed = next((out / "notebooks").glob(f"{chapter:02d}_*.ipynb"))
         nb = nbformat.read(executed, as_version=4)
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
@@ -77,10 +118,29 @@ def test_every_notebook_executed_and_recorded_its_numbers(quick):
         recorded = json.loads((out / "results" / f"chapter_{chapter:02d}.json").read_text())
         numbers = [row["experiment"] for row in recorded["experiments"]]
         assert numbers == [e.number for e in chapter_experiments(chapter)]
-        assert all(row["seeds"] == 1 and 0 <= row["test_acc_mean"] <= 100 for row in recorded["experiments"])
+        assert all(row["seeds"] >= 1 and 0 <= row["test_acc_mean"] <= 100 for row in recorded["experiments"])
         assert recorded["epochs"] == 2 and "sample" in recorded["data"]
-    records = sorted((out / "runs").glob("exp*/record.json"))
-    assert len(records) == 17  # every experiment covered, each trained once
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("exp*/record.json")]
+    registry = {(r["experiment"], r["seed"]) for r in records if not r["variant"]}
+    assert {(n, 0) for n in range(1, 22)} <= registry  # every experiment covered
+    assert len(records) == len({Path(r["run_dir"]).name for r in records})  # each run trained once
+
+
+def test_the_code_each_chapter_shows_is_the_model_it_trains(quick):
+    """Every experiment's listing, or its diff from an earlier one, is shown; both are
+    generated from the very model that trains (tests/test_model_code.py runs each listing)."""
+    out, _, _ = quick
+    shown = ""
+    for path in sorted((out / "notebooks").glob("0[1-46]_*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            for output in cell.get("outputs", []):
+                shown += output.get("data", {}).get("text/markdown", "")
+    for exp in STUDY_EXPERIMENTS[1:]:
+        shows_code = model_code(exp) in shown or any(
+            code_changes(before, exp) in shown for before in range(1, exp.number))
+        assert shows_code, f"experiment {exp.number}: no listing or diff shown"
+    for number in (18, 19, 20, 21):
+        assert any(code_changes(b, number) in shown for b in range(1, number)) or model_code(number) in shown
 
 
 class ReportParser(HTMLParser):
@@ -106,37 +166,46 @@ class ReportParser(HTMLParser):
 
 
 def test_report_is_self_contained_with_every_figure(quick):
-    _, report, _ = quick
+    out, report, _ = quick
     html = (report / "index.html").read_text(encoding="utf-8")
     assert html.splitlines()[0].startswith("<!-- QUICK PROFILE")
     parser = ReportParser()
     parser.feed(html)
-    figures = sorted((report / "figures").glob("*.png"))
-    expected = {f"{e.chapter:02d}_{e.key}_history.png" for e in EXPERIMENTS} | {
-        f"{c:02d}_all_comparison.png" for c in (1, 2, 3, 4, 5)} | {"05_all_test_curves.png"}
-    assert {f.name for f in figures} == expected
+    figures = {f.stem for f in (report / "figures").glob("*.png")}
+    recorded = set()
+    for marker in (out / "results").glob("*.json"):
+        recorded |= {Path(name).stem for name in json.loads(marker.read_text()).get("figures", [])}
+    assert figures == recorded  # exactly the figures of the chapters in the report
+    expected = {f"{e.chapter:02d}_{e.key}_history" for e in STUDY_EXPERIMENTS} | {
+        f"{c:02d}_all_comparison" for c in (1, 2, 3, 4, 5)} | {"05_all_test_curves"} | TEACHING_FIGURES
+    assert expected <= figures, expected - figures
     embedded = [src for src in parser.images if src.startswith("data:image/png;base64,")]
-    assert len(embedded) == len(figures) == len(parser.images)
+    assert len(embedded) == len(parser.images) >= len(figures)
     assert parser.external == []
-    assert parser.tables[0] == 2 + 17  # two header rows, then the 17 experiments
-    assert "study's conclusion" in html and "Contents" in html
-    assert html.index("Summary") < html.index("Chapter 1 ·")
+    assert parser.tables[0] == 2 + 17  # the study's table: two header rows, then the 17 experiments
+    assert "conclusion" in html and "Contents" in html and "ran in this invocation" in html
+    assert html.index("Summary") < html.index("Chapter 1 ·") < html.index("Chapter 6 ·")
+    for explanation in ("Why the input scale should matter", "Dropout: train many thinned networks",
+                        "Augmentation: new training images", "Exercises", "Why the techniques only work together"):
+        assert explanation in html
+    assert "optimistic number" in html  # the honesty note where the best epoch is shown
 
 
 def test_results_csv_has_the_17_experiments(quick):
     _, report, _ = quick
     with open(report / "results.csv") as stream:
         rows = list(csv.DictReader(stream))
-    assert [int(r["experiment"]) for r in rows] == list(range(1, 18))
-    assert all(0 <= float(r["test_acc_mean"]) <= 100 and r["seeds"] == "1" for r in rows)
-    assert rows[16]["study_test_acc"] == "89.02" and rows[0]["backend"]
+    assert [int(r["experiment"]) for r in rows] == list(range(1, 22))
+    assert all(0 <= float(r["test_acc_mean"]) <= 100 and int(r["seeds"]) >= 1 for r in rows)
+    assert rows[16]["study_test_acc"] == "89.02" and rows[0]["backend"] and rows[20]["study_test_acc"] == ""
 
 
 def test_second_run_reuses_finished_work(quick):
     out, _, _ = quick
     result = run_all("--quick", "--only", "01", "--out", out, "--no-report")
     assert result.returncode == 0, result.stdout[-2000:]
-    assert result.stdout.count("reusing finished run") == 2
+    assert len(re.findall(r"\] train: .*reusing finished run", result.stdout)) == 2  # the pool trains nothing
+    assert "pool: 2/2 runs done" in result.stdout
 
 
 @pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="chromium not installed")
@@ -150,7 +219,7 @@ def test_report_renders_in_headless_chromium(quick, tmp_path):
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
     parser = ReportParser()
     parser.feed(dom)
-    assert parser.tables and parser.tables[0] == 19 and len(parser.images) >= 23
+    assert parser.tables and parser.tables[0] == 19 and len(parser.images) >= 40
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, *flags, "--window-size=1280,2400", f"--screenshot={shot}", url],
                    capture_output=True, timeout=120, check=True)
@@ -193,17 +262,22 @@ def test_help_lists_the_options():
         assert option in result.stdout
 
 
-def test_cost_warning_on_a_machine_without_gpu(monkeypatch):
-    from cifar_utils import backend
-    from cifar_utils import run_all as driver
+def test_reference_folder_renders_every_chapter_without_training(quick, tmp_path):
+    """The committed report is built this way from results/reference (a GPU run); here from quick runs."""
+    from cifar_utils.reference import export_reference, load_reference
 
-    monkeypatch.setattr(backend, "accelerators", lambda: [])
-    full = driver.parse_args(["--data", "x.npz"])
-    notebooks = driver.chapters(ROOT / "notebooks", [])
-    warning = driver.cost_warning(full, notebooks)
-    assert "No GPU found: 17 experiments x 300 epochs x 1 seed(s)" in warning and "--quick" in warning
-    hours = float(re.search(r"about (\d+) hours", warning).group(1))
-    assert 20 < hours < 100  # ~92 GPU-seconds per epoch-set in the study, ~6x slower here
-    assert driver.cost_warning(driver.parse_args(["--quick"]), notebooks) is None
-    monkeypatch.setattr(backend, "accelerators", lambda: ["NVIDIA H200"])
-    assert driver.cost_warning(full, notebooks) is None
+    out, _, _ = quick
+    reference = tmp_path / "reference"
+    copied = export_reference(out, reference)
+    assert copied == len(list((out / "runs").glob("*/record.json")))
+    assert not list(reference.rglob("*.weights.h5"))  # records, histories and predictions only
+    assert len(load_reference(reference).records) == copied
+    result = run_all("--reference", reference, "--out", tmp_path / "out", "--report", tmp_path / "report")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "nothing is trained" in result.stdout and "pool:" not in result.stdout
+    assert ": epoch " not in result.stdout  # not one epoch trained, exercises included
+    html = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert html.splitlines()[0].startswith("<!-- Reference results from")
+    assert "Not in this report" not in html and "Reference results from" in html
+    figures = {f.stem for f in (tmp_path / "report" / "figures").glob("*.png")}
+    assert TEACHING_FIGURES <= figures and "05_all_comparison" in figures

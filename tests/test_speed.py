@@ -123,7 +123,7 @@ def test_eval_every_thins_the_test_curve_and_names_the_run(tiny, tmp_path):
     assert np.isnan(val[1]) and np.isfinite(val[[0, 2, 3]]).all()  # epochs 1, 3 and 4
     assert every.test_acc == pytest.approx(100 * val[3]) and every.params["eval_every"] == 3
     each = run_experiment(2, epochs=4, batch_size=64, data=tiny, out_dir=tmp_path)
-    assert each.run_dir != every.run_dir and "eval_every" not in each.params
+    assert each.run_dir != every.run_dir and each.params["eval_every"] == 1
     (found,) = find_finished(2, tiny, epochs=4, batch_size=64, out_dir=tmp_path, eval_every=3)
     assert found.run_dir == every.run_dir
     figure = plot_history(every)

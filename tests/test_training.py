@@ -33,7 +33,7 @@ def test_dropout_model_learns_on_real_images(sample, tmp_path):
 def test_record_is_complete_and_consistent(tiny, tmp_path):
     record = run_experiment(2, epochs=3, batch_size=64, data=tiny, out_dir=tmp_path)
     run_dir = tmp_path / f"exp02-seed0-{record.run_dir.rsplit('-', 1)[1]}"
-    assert sorted(p.name for p in run_dir.iterdir()) == ["history.csv", "model.weights.h5", "params.json",
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "history.csv", "model.weights.h5", "params.json",
                                                          "record.json"]
     history = pd.read_csv(run_dir / "history.csv")
     assert history["epoch"].tolist() == [0, 1, 2]
@@ -45,6 +45,7 @@ def test_record_is_complete_and_consistent(tiny, tmp_path):
     assert record.images_per_second == pytest.approx(200 / record.seconds_per_epoch)
     assert record.backend == keras.backend.backend() and record.device and record.versions["keras"]
     assert record.params["epochs"] == 3 and record.params["batch_size"] == 64 and record.params["seed"] == 0
+    assert record.params["recipe"]["optimizer"] == "adam" and record.evaluated_on == "test"
     assert record.data_source.startswith("bundled sample")
     assert RunRecord.from_file(run_dir / "record.json") == record
     assert load_records(tmp_path) == [record]
@@ -84,7 +85,8 @@ def test_interrupted_run_resumes_without_duplicated_or_missing_epochs(tiny, tmp_
     (run_dir,) = tmp_path.iterdir()
     assert not (run_dir / "record.json").exists()  # unfinished runs never look finished
     assert load_records(tmp_path) == []
-    assert [p.name for p in run_dir.glob("checkpoint-*")] == ["checkpoint-e0003.weights.h5"]
+    assert sorted(p.name for p in run_dir.glob("checkpoint-*")) == ["checkpoint-e0002.weights.h5",
+                                                                    "checkpoint-e0003.weights.h5"]
     # As if the process died after writing epoch 4's history row but before its checkpoint.
     history = run_dir / "history.csv"
     rows = history.read_text().splitlines()
