@@ -80,7 +80,8 @@ def run_here(numbers: list[int], args: argparse.Namespace) -> tuple[list[dict], 
             rows.append({"experiment": number, "seconds_per_epoch": record.seconds_per_epoch,
                          "first_epoch_seconds": seconds[0], "images_per_second": record.images_per_second,
                          "wall_seconds": time.perf_counter() - start, "train_size": record.params["train_size"],
-                         "test_acc": record.test_acc, "study_seconds_per_epoch": exp.study.seconds_per_epoch})
+                         "test_acc": record.test_acc,
+                         "study_seconds_per_epoch": exp.study.seconds_per_epoch if exp.study else float("nan")})
     return rows, data.source
 
 

@@ -45,9 +45,7 @@ from .pool import PoolResult, RunTask, _duration, gpu_ids, worker_environment
 INSTALL_HINT = "install the cluster extra: pip install 'cifar-utils[cluster]' (Dask distributed)"
 LOCAL_PREFIX = "local:"
 DEFAULT_PORT = 8786
-# One task per one-thread worker: queued runs wait at the scheduler, so a dead worker
-# takes only the run it was training with it, and a free worker always gets the longest.
-WORKER_SATURATION = 1.0
+POLL_SECONDS = 2.0  # how often the client looks for workers that joined, while runs train
 
 
 def _distributed():
@@ -81,8 +79,6 @@ def local_cluster(workers: int, gpus: list[str] | None = None):
     pool's environment (GPU pinned round-robin, memory grown on demand). Nanny processes
     restart a worker that dies; the caller closes the cluster."""
     distributed = _distributed()
-    import dask
-
     gpus = gpu_ids() if gpus is None else gpus
     host = socket.gethostname()
     scheduler = {"cls": distributed.Scheduler,
@@ -93,10 +89,9 @@ def local_cluster(workers: int, gpus: list[str] | None = None):
                                          "env": _changed_environment(i, gpus), "name": f"{host}-{i}",
                                          "silence_logs": logging.ERROR}}
              for i in range(workers)}
-    with dask.config.set({"distributed.scheduler.worker-saturation": WORKER_SATURATION}):
-        # Nanny and scheduler run in this process: their warnings about the worker this
-        # module reports itself (a death, a retry) would only repeat it, with a traceback.
-        return distributed.SpecCluster(scheduler=scheduler, workers=specs, silence_logs=logging.ERROR)
+    # Nanny and scheduler run in this process: their warnings about a dead worker, which
+    # run_on_cluster reports itself in one line, would only repeat it with a traceback.
+    return distributed.SpecCluster(scheduler=scheduler, workers=specs, silence_logs=logging.ERROR)
 
 
 def _portable(task: RunTask) -> RunTask:
@@ -116,7 +111,11 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
     ``is_progress``, a worker lost mid-run, and each run done with runs done / total and
     an ETA over the whole set. A failing run is named with its error and the others
     finish; a run whose worker dies is retried on another worker and resumes from its
-    checkpoint (after three deaths it is reported failed)."""
+    checkpoint (after three deaths it is reported failed).
+
+    Runs are handed out as worker threads free up, not all at once: Dask queues only large
+    groups of tasks at the scheduler and would otherwise stack a small set's runs on busy
+    workers while others idle, and a dead worker would take its queued runs down with it."""
     kind, where = parse_address(address)
     pending = sorted(tasks, key=lambda t: -t.cost())
     result = PoolResult()
@@ -132,6 +131,33 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
         with lock:
             say(text)
 
+    def report(task: RunTask, ok: bool, detail: str) -> None:
+        with lock:
+            (result.finished.append(task) if ok else result.failed.append((task, detail)))
+            state["done_cost"] += task.cost()
+            done = len(result.finished) + len(result.failed)
+            elapsed = time.monotonic() - start
+            left = total_cost - state["done_cost"]
+            eta = f"ETA {_duration(elapsed / state['done_cost'] * left)}" if done < total else "all runs finished"
+            say(f"cluster: {done}/{total} runs done ({task.label} {'done: ' if ok else 'FAILED: '}{detail}); "
+                f"{_duration(elapsed)} elapsed, {eta}")
+
+    keys: dict[str, RunTask] = {}
+
+    def relay(event) -> None:
+        line = str(event[1])
+        if line.strip() and is_progress(line):
+            tell(line.rstrip())
+
+    def watch(event) -> None:
+        message = event[1]
+        if not isinstance(message, dict) or message.get("action") != "remove-worker" or message.get("expected"):
+            return
+        held = [keys[k].label for k in message.get("processing-tasks", ()) if k in keys]
+        if held:
+            tell(f"cluster: worker {message.get('worker', '?')} died while training {', '.join(held)}; "
+                 "retrying on another worker (it resumes from its last checkpoint)")
+
     gpus = gpu_ids() if kind == "local" else []
     cluster = local_cluster(where, gpus) if kind == "local" else None
     try:
@@ -139,53 +165,33 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
             client = distributed.Client(cluster or where, set_as_default=False)
         except OSError as error:
             raise ConnectionError(f"cluster: cannot reach the Dask scheduler at {where}: {error}") from None
-        with client:
+        with client, client.as_current():
             if cluster is not None:
                 tell(f"cluster: {total} runs on a local cluster of {where} worker process(es)"
                      + (f", GPUs {', '.join(gpus)} round-robin" if gpus else ", no GPU"))
             else:
-                workers = len(client.nthreads())
-                tell(f"cluster: {total} runs on {where} ({workers} worker(s) connected now"
-                     + (", waiting for one)" if not workers else ")"))
-            keys: dict[str, RunTask] = {}
-
-            def relay(event) -> None:
-                line = str(event[1])
-                if line.strip() and is_progress(line):
-                    tell(line.rstrip())
-
-            def watch(event) -> None:
-                message = event[1]
-                if not isinstance(message, dict) or message.get("action") != "remove-worker" \
-                        or message.get("expected"):
-                    return
-                held = [keys[k].label for k in message.get("processing-tasks", ()) if k in keys]
-                if held:
-                    tell(f"cluster: worker {message.get('worker', '?')} died while training {', '.join(held)}; "
-                         "retrying on another worker (it resumes from its last checkpoint)")
-
+                threads = sum(client.nthreads().values())
+                tell(f"cluster: {total} runs on {where} ({threads} worker thread(s) connected now"
+                     + (", waiting for a worker)" if not threads else ")"))
             client.subscribe_topic(topic, relay)
             client.subscribe_topic("all", watch)
+            running: dict = {}
             try:
-                futures = {}
-                for rank, task in enumerate(pending):
-                    key = f"cifar-run-{token}-{rank}"
-                    keys[key] = task
-                    futures[client.submit(_train_on_worker, _portable(task).to_json(), topic, token,
-                                          kind != "local", key=key, priority=total - rank, pure=False)] = task
-                for future in distributed.as_completed(futures, loop=client.loop):
-                    task = futures[future]
-                    ok, detail = _outcome(future)
-                    with lock:
-                        (result.finished.append(task) if ok else result.failed.append((task, detail)))
-                        state["done_cost"] += task.cost()
-                        done = len(result.finished) + len(result.failed)
-                        elapsed = time.monotonic() - start
-                        left = total_cost - state["done_cost"]
-                        eta = f"ETA {_duration(elapsed / state['done_cost'] * left)}" if done < total else \
-                            "all runs finished"
-                        say(f"cluster: {done}/{total} runs done ({task.label} {'done: ' if ok else 'FAILED: '}"
-                            f"{detail}); {_duration(elapsed)} elapsed, {eta}")
+                while pending or running:
+                    free = max(1, sum(client.nthreads().values())) - len(running)
+                    while pending and free > 0:
+                        task, key = pending.pop(0), f"cifar-run-{token}-{len(keys)}"
+                        keys[key] = task
+                        running[client.submit(_train_on_worker, _portable(task).to_json(), topic, token,
+                                              kind != "local", key=key, pure=False)] = task
+                        free -= 1
+                    try:
+                        finished, _ = distributed.wait(list(running), timeout=POLL_SECONDS,
+                                                       return_when="FIRST_COMPLETED")
+                    except distributed.TimeoutError:
+                        continue  # look again for workers that joined
+                    for future in finished:
+                        report(running.pop(future), *_outcome(future))
             finally:
                 for name in (topic, "all"):
                     client.unsubscribe_topic(name)
@@ -200,6 +206,8 @@ def _outcome(future) -> tuple[bool, str]:
     if future.status == "finished":
         answer = future.result()
         return answer["ok"], answer["detail"]
+    if future.status == "cancelled":
+        return False, "cancelled by the scheduler (was it restarted?); run again to resume it"
     error = future.exception()
     if type(error).__name__ == "KilledWorker":
         return False, (f"the worker process died each time it trained this run ({error}); "

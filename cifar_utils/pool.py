@@ -102,6 +102,7 @@ def worker_environment(index: int, gpus: list[str]) -> dict[str, str]:
 class PoolResult:
     finished: list[RunTask] = field(default_factory=list)
     failed: list[tuple[RunTask, str]] = field(default_factory=list)
+    not_started: list[RunTask] = field(default_factory=list)  # left when the deadline came
 
 
 class _Worker:
@@ -133,10 +134,11 @@ class _Worker:
 
 
 def run_pool(tasks: Iterable[RunTask], jobs: int = 1, say: Callable[[str], None] = print,
-             is_progress: Callable[[str], bool] = lambda line: True) -> PoolResult:
+             is_progress: Callable[[str], bool] = lambda line: True, deadline: float | None = None) -> PoolResult:
     """Train ``tasks`` on ``jobs`` workers, longest first; one line per event with runs
     done / total and an ETA over the whole pool. A failing run is named and the others
-    finish; the result lists both."""
+    finish; the result lists both. After ``deadline`` seconds no new run starts (the ones
+    under way finish): for a machine lent for a fixed time, whose next call resumes."""
     pending = sorted(tasks, key=lambda t: -t.cost())
     total, total_cost = len(pending), sum(t.cost() for t in pending) or 1.0
     result, lock = PoolResult(), threading.Lock()
@@ -161,6 +163,8 @@ def run_pool(tasks: Iterable[RunTask], jobs: int = 1, say: Callable[[str], None]
 
     def next_task() -> RunTask | None:
         with lock:
+            if deadline is not None and time.monotonic() - start > deadline:
+                return None
             return pending.pop(0) if pending else None
 
     def serve(index: int) -> None:
@@ -190,6 +194,10 @@ def run_pool(tasks: Iterable[RunTask], jobs: int = 1, say: Callable[[str], None]
         thread.start()
     for thread in threads:
         thread.join()
+    if pending:
+        result.not_started = list(pending)
+        say(f"pool: deadline of {deadline:.0f} s reached: {len(pending)} run(s) not started: "
+            + ", ".join(t.label for t in pending[:10]) + (" ..." if len(pending) > 10 else ""))
     return result
 
 

@@ -89,8 +89,9 @@ def export_reference(out_dir: str | os.PathLike, destination: str | os.PathLike)
     if problems:
         raise ReferenceError(f"{source}: damaged records, not exported: {'; '.join(problems)}")
     destination.mkdir(parents=True, exist_ok=True)
+    folders = {path.parent.name: path.parent for path in (source / "runs").glob(f"**/{RECORD_FILE}")}
     for record in records:
-        run_dir = Path(record.run_dir)
+        run_dir = folders[Path(record.run_dir).name]  # where it is now (a reference's run_dir is relative)
         target = destination / "runs" / run_dir.name
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run_dir / HISTORY_FILE, target / HISTORY_FILE)

@@ -94,6 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="output folder (default output/<profile>)")
     parser.add_argument("--report", type=Path, default=ROOT / "report", help="report folder (default report/)")
     parser.add_argument("--no-report", action="store_true", help="skip building the report")
+    parser.add_argument("--train-only", action="store_true",
+                        help="only the training phase: no notebooks, no report (e.g. on a GPU machine)")
+    parser.add_argument("--deadline", type=positive_int, metavar="SECONDS",
+                        help="start no new run after this many seconds (the runs under way finish)")
     parser.add_argument("--log-every", type=positive_int, help="epochs between progress lines")
     parser.add_argument("--eval-every", type=positive_int, default=1,
                         help="evaluate the test set every N epochs (and the first and last); changes the curves")
@@ -102,6 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick and args.reference:
         parser.error("--quick and --reference exclude each other: a reference folder holds its own runs")
+    if args.train_only and args.reference:
+        parser.error("--train-only and --reference exclude each other: rendering a reference trains nothing")
     profile = QUICK if args.quick else FULL
     args.profile = "quick" if args.quick else "reference" if args.reference else "full"
     args.epochs = args.epochs if args.epochs is not None else profile["epochs"]
@@ -270,11 +276,13 @@ def run_notebook(args: argparse.Namespace, notebook: Path, parameters: dict, pro
     return ok
 
 
-def train_all(args: argparse.Namespace, notebooks: list[Path], progress: Progress) -> list[str]:
-    """The training phase: every needed run, in a pool; returns the failed runs, named."""
+def train_all(args: argparse.Namespace, notebooks: list[Path], progress: Progress) -> tuple[list[str], int]:
+    """The training phase: every needed run, in a pool; returns the failed runs, named,
+    and how many were not started before the deadline."""
     tasks = training_tasks(args, notebooks)
-    result = run_pool(tasks, args.jobs, say=lambda text: progress.say("train", text), is_progress=is_progress)
-    return [f"{task.label} ({detail})" for task, detail in result.failed]
+    result = run_pool(tasks, args.jobs, say=lambda text: progress.say("train", text), is_progress=is_progress,
+                      deadline=args.deadline)
+    return [f"{task.label} ({detail})" for task, detail in result.failed], len(result.not_started)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,7 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         warning = cost_warning(args, training_tasks(args, notebooks))
         if warning:
             print(f"run_all: WARNING: {warning}", flush=True)
-        failed_runs = train_all(args, notebooks, progress)
+        failed_runs, not_started = train_all(args, notebooks, progress)
+        if args.train_only:
+            write_profile(args, notebooks)
+            print(f"run_all: training phase done: {len(failed_runs)} failed, {not_started} not started"
+                  + (f"; FAILED runs: {'; '.join(failed_runs)}" if failed_runs else ""), flush=True)
+            return 1 if failed_runs else 3 if not_started else 0
     write_profile(args, notebooks)
     failed: list[str] = []
     stop = threading.Event()

@@ -54,7 +54,7 @@ def test_listing_reads_like_the_slides():
         "layers.Dropout(0.3),",
     ]
     assert body[-4:] == ['layers.Dense(128, activation="relu"),', "layers.BatchNormalization(),",
-                         "layers.Dropout(0.3),", 'layers.Dense(10, activation="softmax"),']
+                         "layers.Dropout(0.3),", 'layers.Dense(10),']
     assert code.count('kernel_initializer="he_uniform"') == 5  # convs only, as the builder does
     assert model_code(1).splitlines()[0] == "# input: raw pixels 0-255"
     # An experiment by number, key or object gives one listing; a bare model has no input-scale line.
@@ -224,7 +224,7 @@ def test_custom_arch_spec_round_trips():
     code = model_code(model)
     assert model_differences(run_listing(code), model) == []
     assert code == model_code(spec) and "layers.Dropout(0.1)," in code
-    assert architecture(spec) == "2×Conv8·relu → Pool → Drop0.1 → Flatten → Dense16·relu → Drop0.1 → Dense10·softmax"
+    assert architecture(spec) == "2×Conv8·relu → Pool → Drop0.1 → Flatten → Dense16·relu → Drop0.1 → Dense10"
 
 
 def hand_made() -> keras.Sequential:

@@ -85,3 +85,11 @@ def test_workers_share_gpus_round_robin_without_preallocating():
     assert env["CUDA_VISIBLE_DEVICES"] == "1"
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     assert "CUDA_VISIBLE_DEVICES" not in worker_environment(0, []) or os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_no_run_starts_after_the_deadline(tmp_path):
+    lines = []
+    result = run_pool([task(tmp_path, 2, s) for s in range(3)], jobs=1, say=lines.append, deadline=1)
+    assert len(result.finished) == 1 and not result.failed  # the first started at once and finished
+    assert sorted(t.seed for t in result.not_started) == [1, 2]
+    assert "deadline of 1 s reached: 2 run(s) not started" in "\n".join(lines)

@@ -258,7 +258,7 @@ def test_leftover_temp_files_are_cleaned_when_the_run_is_next_touched(tiny, tmp_
     assert run_experiment(2, epochs=1, batch_size=64, data=tiny, out_dir=tmp_path) == record
     assert not any(path.exists() for path in leftovers)
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "history.csv", "model.weights.h5",
-                                                         "params.json", "record.json"]
+                                                         "params.json", "record.json", "test_predictions.npz"]
 
 
 def test_records_never_mix_data_sources(tiny, tmp_path):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from cifar_utils import load_cifar10, load_records, run_experiment
-from cifar_utils.training import RunRecord, as_model_input
+from cifar_utils.training import RunRecord, as_model_input, load_predictions
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_record_is_complete_and_consistent(tiny, tmp_path):
     record = run_experiment(2, epochs=3, batch_size=64, data=tiny, out_dir=tmp_path)
     run_dir = tmp_path / f"exp02-seed0-{record.run_dir.rsplit('-', 1)[1]}"
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "history.csv", "model.weights.h5", "params.json",
-                                                         "record.json"]
+                                                         "record.json", "test_predictions.npz"]
     history = pd.read_csv(run_dir / "history.csv")
     assert history["epoch"].tolist() == [0, 1, 2]
     assert record.epochs_completed == 3 and record.param_count == 24522
@@ -49,6 +49,14 @@ def test_record_is_complete_and_consistent(tiny, tmp_path):
     assert record.data_source.startswith("bundled sample")
     assert RunRecord.from_file(run_dir / "record.json") == record
     assert load_records(tmp_path) == [record]
+    # the kept predictions are the final model's: they give the recorded test accuracy
+    stored = load_predictions(record)
+    assert stored["probabilities"].shape == (40, 10) and stored["labels"].tolist() == tiny[1][1].argmax(1).tolist()
+    accuracy = 100 * np.mean(stored["probabilities"].astype("float32").argmax(1) == stored["labels"])
+    assert accuracy == pytest.approx(record.test_acc, abs=0.01)
+    wrong = stored["mistake_indices"]
+    assert len(wrong) == min(24, round(40 * (1 - record.test_acc / 100)))
+    np.testing.assert_array_equal(stored["mistake_images"], np.round(tiny[1][0][wrong] * 255).astype("uint8"))
 
 
 def test_finished_run_is_reused_unless_forced(tiny, tmp_path, capsys):

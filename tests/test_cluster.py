@@ -1,0 +1,138 @@
+"""The pool on a Dask cluster: a local two-worker cluster trains every run, names a failure,
+and survives a worker killed mid-run without losing or retraining a finished run."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'cifar-utils[cluster]')")
+
+from distributed import Client  # noqa: E402
+
+from cifar_utils.cluster import _force_once, local_cluster, parse_address, run_on_cluster  # noqa: E402
+from cifar_utils.pool import RunTask  # noqa: E402
+from cifar_utils.training import RunRecord, read_history  # noqa: E402
+
+
+def task(out, experiment=2, seed=0, **kwargs):
+    return RunTask(experiment, seed, str(out), data_source="sample", subset=200, epochs=1, batch_size=64, **kwargs)
+
+
+def records(out: Path) -> dict[str, RunRecord]:
+    return {p.parent.name: RunRecord.from_file(p) for p in out.glob("*/record.json")}
+
+
+def test_addresses_are_checked_before_anything_starts():
+    assert parse_address("local:2") == ("local", 2)
+    assert parse_address("tcp://gpu-head:8786") == ("remote", "tcp://gpu-head:8786")
+    assert parse_address("gpu-head:8786") == ("remote", "tcp://gpu-head:8786")
+    for bad in ("local:0", "local:x", "local:", ""):
+        with pytest.raises(ValueError, match="local:N|scheduler address"):
+            parse_address(bad)
+
+
+def test_a_local_cluster_trains_every_run_names_a_failure_and_finishes_the_others(tmp_path):
+    lines = []
+    tasks = [task(tmp_path, 2, 0), task(tmp_path, 2, 1), task(tmp_path, 7, 0),
+             RunTask(2, 0, str(tmp_path), data_source=str(tmp_path / "missing.npz"), epochs=1)]
+    result = run_on_cluster(tasks, "local:2", say=lines.append)
+    text = "\n".join(lines)
+    assert sorted(t.label for t in result.finished) == ["exp 2 seed 0", "exp 2 seed 1", "exp 7 seed 0"], text
+    ((failed, detail),) = result.failed
+    assert failed.data_source.endswith("missing.npz") and "CifarDataError" in detail and "missing.npz" in detail
+    assert "cluster: 4 runs on a local cluster of 2 worker process(es)" in text
+    assert "cluster: 4/4 runs done" in text and "ETA" in text and "FAILED: CifarDataError" in text
+    assert "seed 0: epoch 1/1" in text and "seed 1: completed" in text  # the workers' lines reach say
+    assert sorted((r.experiment, r.seed) for r in records(tmp_path).values()) == [(2, 0), (2, 1), (7, 0)]
+
+
+def _is_descendant(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    return False
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_another_worker_finishes_its_run(tmp_path):
+    epochs = 10
+    slow = RunTask(2, 5, str(tmp_path), data_source="sample", subset=200, epochs=epochs, batch_size=16,
+                   log_every=5, checkpoint_seconds=0)  # a checkpoint after every epoch
+    quick = [task(tmp_path, 2, 0)]
+    lines, killed, first_seen = [], [], {}
+    done = threading.Event()
+
+    def watch():  # note each record when it first appears; kill the slow run's owner once it has a checkpoint
+        while not done.is_set():
+            for path in tmp_path.glob("*/record.json"):
+                first_seen.setdefault(path, (path.read_bytes(), path.stat().st_mtime_ns))
+            folders = list(tmp_path.glob("exp02-seed5-*"))
+            if not killed and folders and not (folders[0] / "record.json").exists():
+                if list(folders[0].glob("checkpoint-e*.weights.h5")):
+                    owner = (folders[0] / ".lock").read_text().split()  # "pid N on host since ..."
+                    pid = int(owner[1])
+                    assert _is_descendant(pid, os.getpid()), f"{owner}: not a worker of this test"
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        result = run_on_cluster([slow, *quick], "local:2", say=lines.append)
+    finally:
+        done.set()
+        thread.join(timeout=5)
+    text = "\n".join(lines)
+    assert killed, text
+    assert not result.failed and sorted(t.seed for t in result.finished) == [0, 5], text
+    assert "died while training exp 2 seed 5" in text
+
+    # Every run is there, and none was written twice (the same bytes and time as first seen).
+    assert sorted((r.experiment, r.seed) for r in records(tmp_path).values()) == [(2, 0), (2, 5)]
+    assert len(first_seen) == 2
+    for path, (content, mtime) in first_seen.items():
+        assert path.read_bytes() == content and path.stat().st_mtime_ns == mtime, path
+    # The killed run was finished by another worker process, resumed from its checkpoint.
+    (folder,) = tmp_path.glob("exp02-seed5-*")
+    record = RunRecord.from_file(folder / "record.json")
+    assert record.status == "completed" and record.epochs_completed == epochs
+    assert record.history["epoch"] == list(range(epochs))
+    assert read_history(folder / "history.csv")["epoch"].tolist() == list(range(epochs))
+    assert int((folder / ".lock").read_text().split()[1]) != killed[0]
+    resumed = [line for line in lines if "seed 5: resuming after epoch" in line]
+    assert resumed and int(resumed[0].split("resuming after epoch ")[1].split()[0]) >= 1, text
+    assert not list(folder.glob("checkpoint-e*"))
+
+
+def test_local_workers_get_the_pools_environment_one_gpu_each():
+    cluster = local_cluster(2, gpus=["0", "1"])
+    try:
+        with Client(cluster, set_as_default=False) as client:
+            seen = {name: client.run(os.environ.get, name) for name in
+                    ("CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE", "TF_FORCE_GPU_ALLOW_GROWTH")}
+            assert set(client.nthreads().values()) == {1}
+    finally:
+        cluster.close()
+    assert sorted(seen["CUDA_VISIBLE_DEVICES"].values()) == ["0", "1"]
+    assert set(seen["XLA_PYTHON_CLIENT_PREALLOCATE"].values()) == {"false"}
+    assert set(seen["TF_FORCE_GPU_ALLOW_GROWTH"].values()) == {"true"}
+
+
+def test_force_clears_a_run_once_per_invocation_so_a_retry_resumes(tmp_path):
+    forced = task(tmp_path, 2, 0, force=True)
+    marker = _force_once(forced, "first")
+    folder = marker.parent
+    (folder / "checkpoint-e0001.weights.h5").write_bytes(b"progress of the first attempt")
+    assert _force_once(forced, "first") == marker  # the retry keeps what the first attempt trained
+    assert (folder / "checkpoint-e0001.weights.h5").exists()
+    _force_once(forced, "second")  # a new invocation with --force starts over
+    assert not (folder / "checkpoint-e0001.weights.h5").exists() and not marker.exists()
