@@ -5,18 +5,18 @@ with runs done / total and an ETA, a failing run named while the others finish) 
 the scheduling to Dask's ``distributed``: one task per run, each trained by
 ``pool.train_task`` in a worker process with one thread, so one run at a time per worker.
 
-Why Dask and not Ray (measured, docs/cluster.md): a 2.5 MB pure-Python install against
-Ray's 79 MB wheel; a two-worker local cluster up in 2-5 s against 12-13 s and 165 MB of
-memory against 740 MB; both retry a task whose worker dies (Dask up to 3 worker deaths,
-``distributed.scheduler.allowed-failures``), and Dask's ``log_event`` / ``subscribe_topic``
-bring each epoch line to the caller's ``say`` where Ray prints them on the driver's own
-stdout.
+Why Dask and not Ray (measured on this project's 2-core machine): 2.5 MB of pure-Python
+wheels against Ray's 79 MB wheel; a two-worker local cluster up in 2-5 s (165 MB, four
+processes) against 12-13 s (740 MB, ten processes); both retry a task whose worker process
+dies, on any worker, 3 times by default (the 4th death fails it), and Dask's ``log_event`` /
+``subscribe_topic`` bring each epoch line to the caller's ``say``, where Ray prints worker
+output on the driver's own stdout.
 
 What makes a retry safe is the run folder, not the engine: ``training.run_lock`` (an
-``flock`` the kernel drops when its owner dies) lets one process own a run, the retry
-resumes from the last checkpoint, and a finished run is reused, never trained again. So
-the runs folder must be one shared folder, at the same path on every machine, on a
-filesystem whose ``flock`` works across machines (NFSv4; see docs/cluster.md).
+``flock`` released when its owner dies) lets one process own a run, a retry resumes from
+the last checkpoint, and a finished run is reused, never trained again. So the runs folder
+must be one shared folder, at the same path on every machine, on a filesystem whose
+``flock`` excludes across machines (NFSv4, not a ``local_lock`` or ``nolock`` mount).
 
 This module imports Dask only when a cluster is asked for (a machine without the
 ``cluster`` extra gets an ``ImportError`` saying what to install) and no backend itself:
@@ -31,6 +31,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import socket
 import sys
 import threading
@@ -85,7 +86,7 @@ def local_cluster(workers: int, gpus: list[str] | None = None):
                  "options": {"host": "127.0.0.1", "port": 0, "protocol": "tcp://", "dashboard": False,
                              "dashboard_address": None}}
     specs = {f"{host}-{i}": {"cls": distributed.Nanny,
-                             "options": {"host": "127.0.0.1", "nthreads": 1, "memory_limit": 0,
+                             "options": {"host": "127.0.0.1", "nthreads": 1, "memory_limit": 0, "dashboard": False,
                                          "env": _changed_environment(i, gpus), "name": f"{host}-{i}",
                                          "silence_logs": logging.ERROR}}
              for i in range(workers)}
@@ -103,7 +104,8 @@ def _portable(task: RunTask) -> RunTask:
 
 
 def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], None] = print,
-                   is_progress: Callable[[str], bool] = lambda line: True) -> PoolResult:
+                   is_progress: Callable[[str], bool] = lambda line: True,
+                   deadline: float | None = None) -> PoolResult:
     """Train ``tasks`` on a Dask cluster, longest first, as ``pool.run_pool`` does on one machine.
 
     ``address`` is a scheduler (``tcp://host:8786``) or ``local:N`` (N worker processes
@@ -111,7 +113,8 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
     ``is_progress``, a worker lost mid-run, and each run done with runs done / total and
     an ETA over the whole set. A failing run is named with its error and the others
     finish; a run whose worker dies is retried on another worker and resumes from its
-    checkpoint (after three deaths it is reported failed).
+    checkpoint (Dask retries it 3 times: if a 4th worker dies running it, it is reported failed).
+    After ``deadline`` seconds no new run starts (those under way finish), as in ``run_pool``.
 
     Runs are handed out as worker threads free up, not all at once: Dask queues only large
     groups of tasks at the scheduler and would otherwise stack a small set's runs on busy
@@ -141,6 +144,9 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
             eta = f"ETA {_duration(elapsed / state['done_cost'] * left)}" if done < total else "all runs finished"
             say(f"cluster: {done}/{total} runs done ({task.label} {'done: ' if ok else 'FAILED: '}{detail}); "
                 f"{_duration(elapsed)} elapsed, {eta}")
+
+    def expired() -> bool:
+        return deadline is not None and time.monotonic() - start > deadline
 
     keys: dict[str, RunTask] = {}
 
@@ -177,13 +183,13 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
             client.subscribe_topic("all", watch)
             running: dict = {}
             try:
-                while pending or running:
+                while running or (pending and not expired()):
                     free = max(1, sum(client.nthreads().values())) - len(running)
-                    while pending and free > 0:
+                    while pending and free > 0 and not expired():
                         task, key = pending.pop(0), f"cifar-run-{token}-{len(keys)}"
                         keys[key] = task
-                        running[client.submit(_train_on_worker, _portable(task).to_json(), topic, token,
-                                              kind != "local", key=key, pure=False)] = task
+                        call = _Call(_train_on_worker, _portable(task).to_json(), topic, token, kind != "local")
+                        running[client.submit(pickle.loads, pickle.dumps(call), key=key, pure=False)] = task
                         free -= 1
                     try:
                         finished, _ = distributed.wait(list(running), timeout=POLL_SECONDS,
@@ -198,6 +204,10 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
     finally:
         if cluster is not None:
             cluster.close()
+    if pending:
+        result.not_started = list(pending)
+        say(f"cluster: deadline of {deadline:.0f} s reached: {len(pending)} run(s) not started: "
+            + ", ".join(t.label for t in pending[:10]) + (" ..." if len(pending) > 10 else ""))
     return result
 
 
@@ -217,6 +227,20 @@ def _outcome(future) -> tuple[bool, str]:
 
 # --- the worker side ---------------------------------------------------------------------
 
+class _Call:
+    """Pickles as the call ``function(*args)``, so ``pickle.loads`` on the worker runs it.
+
+    Dask's scheduler unpickles every task it receives: handed ``_train_on_worker`` itself,
+    it would import this package, and with it Keras and TensorFlow (700 MB, measured), and
+    need the package installed. Handed ``pickle.loads`` and bytes, it needs neither."""
+
+    def __init__(self, function: Callable, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
 class _LineForwarder(io.TextIOBase):
     """A stream that sends each complete line to the client as an event (and, on a remote
     worker, also to the worker's own output, for its log)."""
@@ -234,16 +258,19 @@ class _LineForwarder(io.TextIOBase):
         self.buffer += text
         *lines, self.buffer = self.buffer.split("\n")
         for line in lines:
-            if line.strip():
-                self.worker.log_event(self.topic, line)
+            self._send(line)
         return len(text)
 
     def flush(self) -> None:
         if self.echo is not None:
             self.echo.flush()
-        if self.buffer.strip():
-            self.worker.log_event(self.topic, self.buffer)
+        self._send(self.buffer)
         self.buffer = ""
+
+    def _send(self, line: str) -> None:
+        if line.strip():
+            with contextlib.suppress(Exception):  # a lost progress line must never fail the run
+                self.worker.log_event(self.topic, line)
 
 
 def _train_on_worker(task_json: str, topic: str, token: str, echo: bool) -> dict:
@@ -311,8 +338,8 @@ def serve_workers(address: str, workers: int | None = None) -> None:
     host = socket.gethostname()
 
     async def serve() -> None:
-        nannies = [distributed.Nanny(where, nthreads=1, memory_limit=0, env=_changed_environment(i, gpus),
-                                     name=f"{host}-{i}") for i in range(count)]
+        nannies = [distributed.Nanny(where, nthreads=1, memory_limit=0, dashboard=False, name=f"{host}-{i}",
+                                     env=_changed_environment(i, gpus)) for i in range(count)]
         await asyncio.gather(*nannies)
         print(f"cluster: {count} worker(s) on {host} joined {where}"
               + (f", GPUs {', '.join(gpus)} round-robin" if gpus else ", no GPU"), flush=True)

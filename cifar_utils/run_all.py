@@ -88,6 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--subset", type=positive_int, help="stratified subset of the training set")
     parser.add_argument("--jobs", type=positive_int, default=1,
                         help="training runs in parallel (worker processes; on a big GPU several share it)")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="train on a Dask cluster: tcp://scheduler:8786, or local:N for N local worker processes "
+                             "(needs the 'cluster' extra; the runs folder must be shared, see the README)")
     parser.add_argument("--continue-on-error", action="store_true",
                         help="keep starting notebooks after one fails (the exit status still says it failed)")
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
@@ -108,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--quick and --reference exclude each other: a reference folder holds its own runs")
     if args.train_only and args.reference:
         parser.error("--train-only and --reference exclude each other: rendering a reference trains nothing")
+    if args.cluster and args.reference:
+        parser.error("--cluster and --reference exclude each other: rendering a reference trains nothing")
     profile = QUICK if args.quick else FULL
     args.profile = "quick" if args.quick else "reference" if args.reference else "full"
     args.epochs = args.epochs if args.epochs is not None else profile["epochs"]
@@ -280,8 +285,16 @@ def train_all(args: argparse.Namespace, notebooks: list[Path], progress: Progres
     """The training phase: every needed run, in a pool; returns the failed runs, named,
     and how many were not started before the deadline."""
     tasks = training_tasks(args, notebooks)
-    result = run_pool(tasks, args.jobs, say=lambda text: progress.say("train", text), is_progress=is_progress,
-                      deadline=args.deadline)
+
+    def say(text: str) -> None:
+        progress.say("train", text)
+
+    if args.cluster:
+        from .cluster import run_on_cluster
+
+        result = run_on_cluster(tasks, args.cluster, say=say, is_progress=is_progress, deadline=args.deadline)
+    else:
+        result = run_pool(tasks, args.jobs, say=say, is_progress=is_progress, deadline=args.deadline)
     return [f"{task.label} ({detail})" for task, detail in result.failed], len(result.not_started)
 
 

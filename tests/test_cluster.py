@@ -1,8 +1,11 @@
 """The pool on a Dask cluster: a local two-worker cluster trains every run, names a failure,
 and survives a worker killed mid-run without losing or retraining a finished run."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,21 +38,6 @@ def test_addresses_are_checked_before_anything_starts():
             parse_address(bad)
 
 
-def test_a_local_cluster_trains_every_run_names_a_failure_and_finishes_the_others(tmp_path):
-    lines = []
-    tasks = [task(tmp_path, 2, 0), task(tmp_path, 2, 1), task(tmp_path, 7, 0),
-             RunTask(2, 0, str(tmp_path), data_source=str(tmp_path / "missing.npz"), epochs=1)]
-    result = run_on_cluster(tasks, "local:2", say=lines.append)
-    text = "\n".join(lines)
-    assert sorted(t.label for t in result.finished) == ["exp 2 seed 0", "exp 2 seed 1", "exp 7 seed 0"], text
-    ((failed, detail),) = result.failed
-    assert failed.data_source.endswith("missing.npz") and "CifarDataError" in detail and "missing.npz" in detail
-    assert "cluster: 4 runs on a local cluster of 2 worker process(es)" in text
-    assert "cluster: 4/4 runs done" in text and "ETA" in text and "FAILED: CifarDataError" in text
-    assert "seed 0: epoch 1/1" in text and "seed 1: completed" in text  # the workers' lines reach say
-    assert sorted((r.experiment, r.seed) for r in records(tmp_path).values()) == [(2, 0), (2, 1), (7, 0)]
-
-
 def _is_descendant(pid: int, ancestor: int) -> bool:
     while pid > 1:
         if pid == ancestor:
@@ -62,11 +50,13 @@ def _is_descendant(pid: int, ancestor: int) -> bool:
     return False
 
 
-def test_a_worker_killed_mid_run_loses_nothing_and_another_worker_finishes_its_run(tmp_path):
+def test_a_local_cluster_trains_every_run_names_a_failure_and_survives_a_killed_worker(tmp_path):
+    """One cluster for both checks: every worker start imports TensorFlow, the slow part here."""
     epochs = 10
     slow = RunTask(2, 5, str(tmp_path), data_source="sample", subset=200, epochs=epochs, batch_size=16,
                    log_every=5, checkpoint_seconds=0)  # a checkpoint after every epoch
-    quick = [task(tmp_path, 2, 0)]
+    missing = RunTask(2, 0, str(tmp_path), data_source=str(tmp_path / "missing.npz"), epochs=1)
+    tasks = [task(tmp_path, 2, 0), missing, slow, task(tmp_path, 2, 1)]
     lines, killed, first_seen = [], [], {}
     done = threading.Event()
 
@@ -87,21 +77,28 @@ def test_a_worker_killed_mid_run_loses_nothing_and_another_worker_finishes_its_r
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     try:
-        result = run_on_cluster([slow, *quick], "local:2", say=lines.append)
+        result = run_on_cluster(tasks, "local:2", say=lines.append)
     finally:
         done.set()
         thread.join(timeout=5)
     text = "\n".join(lines)
-    assert killed, text
-    assert not result.failed and sorted(t.seed for t in result.finished) == [0, 5], text
-    assert "died while training exp 2 seed 5" in text
 
-    # Every run is there, and none was written twice (the same bytes and time as first seen).
-    assert sorted((r.experiment, r.seed) for r in records(tmp_path).values()) == [(2, 0), (2, 5)]
-    assert len(first_seen) == 2
+    # Every run trained, the failing one named with its error, one line per event.
+    assert sorted(t.label for t in result.finished) == ["exp 2 seed 0", "exp 2 seed 1", "exp 2 seed 5"], text
+    ((failed, detail),) = result.failed
+    assert failed is missing and "CifarDataError" in detail and "missing.npz" in detail
+    assert "cluster: 4 runs on a local cluster of 2 worker process(es)" in text
+    assert "cluster: 4/4 runs done" in text and "ETA" in text and "FAILED: CifarDataError" in text
+    assert "seed 0: epoch 1/1" in text and "seed 1: completed" in text  # the workers' lines reach say
+
+    # The worker holding the slow run was killed; no run was lost or written twice.
+    assert killed and "died while training exp 2 seed 5" in text, text
+    assert sorted((r.experiment, r.seed) for r in records(tmp_path).values()) == [(2, 0), (2, 1), (2, 5)]
+    assert len(first_seen) == 3
     for path, (content, mtime) in first_seen.items():
         assert path.read_bytes() == content and path.stat().st_mtime_ns == mtime, path
-    # The killed run was finished by another worker process, resumed from its checkpoint.
+
+    # Another worker process finished the killed run, resuming from its checkpoint.
     (folder,) = tmp_path.glob("exp02-seed5-*")
     record = RunRecord.from_file(folder / "record.json")
     assert record.status == "completed" and record.epochs_completed == epochs
@@ -113,11 +110,42 @@ def test_a_worker_killed_mid_run_loses_nothing_and_another_worker_finishes_its_r
     assert not list(folder.glob("checkpoint-e*"))
 
 
+def test_workers_started_by_the_worker_command_train_for_a_remote_scheduler(tmp_path):
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = None
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        with open(tmp_path / "workers.log", "w") as log:
+            workers = subprocess.Popen([sys.executable, "-m", "cifar_utils.cluster", "worker", address,
+                                        "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
+        lines = []
+        out = tmp_path / "runs"
+        tasks = [task(out, 2, 0), RunTask(2, 0, str(out), data_source=str(tmp_path / "missing.npz"), epochs=1)]
+        result = run_on_cluster(tasks, address, say=lines.append)
+        text = "\n".join(lines)
+        assert [t.label for t in result.finished] == ["exp 2 seed 0"], text
+        assert "CifarDataError" in result.failed[0][1] and "seed 0: completed" in text
+        # The scheduler ran the tasks without importing this package (and TensorFlow with it).
+        assert "tensorflow" not in Path(f"/proc/{scheduler.pid}/maps").read_text()
+    finally:
+        for process in (workers, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=60)
+    assert "1 worker(s) on" in (tmp_path / "workers.log").read_text()
+
+
 def test_local_workers_get_the_pools_environment_one_gpu_each():
     cluster = local_cluster(2, gpus=["0", "1"])
     try:
         with Client(cluster, set_as_default=False) as client:
-            seen = {name: client.run(os.environ.get, name) for name in
+            seen = {name: client.run(os.getenv, name) for name in
                     ("CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE", "TF_FORCE_GPU_ALLOW_GROWTH")}
             assert set(client.nthreads().values()) == {1}
     finally:
@@ -125,6 +153,13 @@ def test_local_workers_get_the_pools_environment_one_gpu_each():
     assert sorted(seen["CUDA_VISIBLE_DEVICES"].values()) == ["0", "1"]
     assert set(seen["XLA_PYTHON_CLIENT_PREALLOCATE"].values()) == {"false"}
     assert set(seen["TF_FORCE_GPU_ALLOW_GROWTH"].values()) == {"true"}
+
+
+def test_no_run_starts_after_the_deadline(tmp_path):
+    lines = []
+    result = run_on_cluster([task(tmp_path, 2, 0), task(tmp_path, 2, 1)], "local:1", say=lines.append, deadline=0)
+    assert not result.finished and not result.failed and len(result.not_started) == 2
+    assert "2 run(s) not started" in lines[-1] and not list(tmp_path.glob("*/record.json"))
 
 
 def test_force_clears_a_run_once_per_invocation_so_a_retry_resumes(tmp_path):
