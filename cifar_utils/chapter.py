@@ -81,6 +81,7 @@ class Chapter:
         self.runs_dir, self.figures_dir = self.out_dir / "runs", self.out_dir / "figures"
         self.reference: ReferenceRuns | None = load_reference(reference_dir) if reference_dir else None
         self.records: dict[int, list[RunRecord]] = {}
+        self.shown: dict[str, str] = {}  # every run this chapter showed: folder name -> record digest
         self.figures: list[str] = []
         self._data: CifarData | None = None
 
@@ -142,14 +143,17 @@ class Chapter:
         whose batch size is what it varies ignores the chapter's batch size."""
         exp = get_experiment(experiment)
         seeds = list(self.seeds if seeds is None else seeds)
-        if self.from_reference:
-            return [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
         batch_size = None if keep_batch_size else self.batch_size
-        if self.train:
-            return run_experiment(exp, epochs=self.epochs, batch_size=batch_size, data=self.data,
-                                  out_dir=self.runs_dir, seeds=seeds, log_every=self.log_every,
-                                  eval_every=self.eval_every, speed=self.speed)
-        return find_finished(exp, self.data, self.epochs, batch_size, seeds, self.runs_dir, self.eval_every)
+        if self.from_reference:
+            found = [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
+        elif self.train:
+            found = run_experiment(exp, epochs=self.epochs, batch_size=batch_size, data=self.data,
+                                   out_dir=self.runs_dir, seeds=seeds, log_every=self.log_every,
+                                   eval_every=self.eval_every, speed=self.speed)
+        else:
+            found = find_finished(exp, self.data, self.epochs, batch_size, seeds, self.runs_dir, self.eval_every)
+        self.shown.update({Path(r.run_dir).name: r.digest() for r in found})
+        return found
 
     def run(self, number: int, seeds: Sequence[int] | None = None) -> list[RunRecord]:
         """Train (or reuse, or read) one experiment over all seeds (or ``seeds``); show its
@@ -183,11 +187,7 @@ class Chapter:
         if self.records.get(number):
             return self.records[number]
         seeds = list(self.seeds if seeds is None else seeds)
-        if self.from_reference:
-            found = [r for r in self.reference.of(number) if r.seed in seeds]
-        else:
-            found = find_finished(number, self.data, self.epochs, self.batch_size, seeds, self.runs_dir,
-                                  eval_every=self.eval_every)
+        found = self.records_of(number, seeds)
         if found:
             self.records[number] = found
         return found
@@ -271,7 +271,8 @@ class Chapter:
         source = (self.reference.describe() if self.from_reference else self.data.source)
         payload = {"chapter": self.number, "title": self.title, "epochs": self.epochs,
                    "batch_size": self.batch_size, "seeds": self.seeds, "data": source,
-                   "run_token": self.run_token, "figures": sorted(set(self.figures)),
+                   "run_token": self.run_token, "figures": sorted(set(self.figures)), "runs": self.shown,
+                   "runs_in": str(self.reference.folder / "runs" if self.from_reference else self.runs_dir),
                    "experiments": json.loads(table.reset_index().to_json(orient="records"))}
         write_atomic(path, json.dumps(payload, indent=1))
         show(f"Recorded {len(self.all_records())} runs of {len(self.records)} experiments in `{path}`.")

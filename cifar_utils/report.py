@@ -6,7 +6,8 @@ banner and a contents list, and copies ``results.csv`` and their figures beside
 ``index.html`` for the slides.
 
 What it may hold: a chapter executed to its end in this invocation, or in an earlier one
-with the same settings (said so, with its date). A chapter made with other settings, or
+with the same settings whose runs are still on disk unchanged (said so, with its date). A
+chapter made with other settings, one whose runs were retrained or removed since, or one
 that never reached its last cell, is left out and named in the banner, and so are its
 figures. "Reached its last cell" is read from the chapter's own results file, which
 carries the token of the execution that wrote it: papermill's metadata cannot tell an
@@ -26,7 +27,7 @@ import nbformat
 from .chapter import results_marker
 from .course import SUMMARY, chapter_number
 from .summary import SUMMARY_MARKER
-from .training import evaluation_phrase
+from .training import RECORD_FILE, RunError, RunRecord, evaluation_phrase
 
 TEMPLATES = Path(__file__).with_name("templates")
 # Parameters that change how a chapter runs or prints, never its numbers.
@@ -72,6 +73,10 @@ def chapter_status(path: Path, out_dir: Path, profile: dict) -> ChapterStatus:
     expected = profile.get("parameters", {}).get(path.stem)
     if expected is None:
         return ChapterStatus(path, False, "left out: not part of this course's notebooks now")
+    changed = changed_runs(marker)
+    if changed:
+        return ChapterStatus(path, False, f"left out: {len(changed)} of the runs it showed were retrained or removed "
+                                          f"since ({', '.join(changed[:3])})")
     then, now = _numbers_settings(ran_with), _numbers_settings(expected)
     if then != now:
         differing = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
@@ -79,6 +84,20 @@ def chapter_status(path: Path, out_dir: Path, profile: dict) -> ChapterStatus:
         return ChapterStatus(path, False, f"left out: made with other settings: {detail}")
     when = nb.metadata.get("papermill", {}).get("end_time", "")[:16].replace("T", " ")
     return ChapterStatus(path, True, f"from an earlier invocation with the same settings ({when} UTC)", figures)
+
+
+def changed_runs(marker: dict) -> list[str]:
+    """The runs a finished chapter showed that are no longer on disk as they were."""
+    folder = Path(marker.get("runs_in", ""))
+    changed = []
+    for name, digest in marker.get("runs", {}).items():
+        try:
+            current = RunRecord.from_file(folder / name / RECORD_FILE).digest()
+        except RunError:
+            current = None
+        if current != digest:
+            changed.append(name)
+    return changed
 
 
 def _banner(profile: dict) -> str:

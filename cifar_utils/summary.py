@@ -193,7 +193,9 @@ class Summary:
         write_atomic(results_dir / "results.csv", self.table.to_csv())
         if self.judgements is not None:
             write_atomic(results_dir / "verdicts.csv", self.judgements.to_csv(index=False))
-        marker = {"run_token": self.run_token, "figures": sorted(set(self.figures)), "runs": len(self.registry),
+        runs_in = self.reference.folder / "runs" if self.reference else self.out_dir / "runs"
+        marker = {"run_token": self.run_token, "figures": sorted(set(self.figures)), "runs_in": str(runs_in),
+                  "runs": {Path(r.run_dir).name: r.digest() for r in self.registry},
                   "left_out": len(self.left_out), "data": self.source}
         write_atomic(results_dir / SUMMARY_MARKER, json.dumps(marker, indent=1))
         show(f"Wrote `{results_dir / 'results.csv'}` ({len(self.table)} experiments, "

@@ -118,6 +118,11 @@ class RunRecord:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
+    def digest(self) -> str:
+        """A short hash of the whole record: a chapter lists the runs it showed by it, so a
+        report can tell when a run was retrained or removed since."""
+        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
+
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> RunRecord:
         """Read a record; a damaged one raises ``RunError`` naming the file."""

@@ -170,3 +170,22 @@ def test_summary_leaves_a_damaged_record_out_and_names_it(tmp_path, capsys):
     summary.overview()
     assert "1 damaged record(s) left out" in capsys.readouterr().out
     shutil.rmtree(tmp_path / "runs")
+
+
+def test_an_earlier_chapter_whose_runs_were_retrained_is_left_out(tmp_path):
+    # On b2552c0 a chapter from an earlier invocation stayed in the report after --force had
+    # retrained (or an interruption had removed) the runs it showed.
+    out = tmp_path / "out"
+    data = load_cifar10("sample", subset=200)
+    record = run_experiment(2, epochs=1, batch_size=64, data=data, out_dir=out / "runs")
+    profile = {"run_token": "now", "parameters": {"01_a": {"epochs": 1}}}
+    (out / "profile.json").write_text(json.dumps(profile))
+    fake_executed(out, "01_a", {"epochs": 1, "run_token": "before"}, "before")
+    marker = out / "results" / "chapter_01.json"
+    marker.write_text(json.dumps({"run_token": "before", "runs_in": str(out / "runs"),
+                                  "runs": {Path(record.run_dir).name: record.digest()}}))
+    path = out / "notebooks" / "01_a.ipynb"
+    assert chapter_status(path, out, profile).included  # the same runs are still there
+    run_experiment(2, epochs=1, batch_size=64, data=data, out_dir=out / "runs", force=True)
+    status = chapter_status(path, out, profile)
+    assert not status.included and "retrained or removed since" in status.note
