@@ -34,14 +34,12 @@ import os
 import pickle
 import socket
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from .pool import PoolResult, RunTask, _duration, gpu_ids, worker_environment
+from .pool import PoolResult, RunTask, Tally, gpu_ids, worker_environment
 
 INSTALL_HINT = "install the cluster extra: pip install 'cifar-utils[cluster]' (Dask distributed)"
 LOCAL_PREFIX = "local:"
@@ -121,32 +119,13 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
     workers while others idle, and a dead worker would take its queued runs down with it."""
     kind, where = parse_address(address)
     pending = sorted(tasks, key=lambda t: -t.cost())
-    result = PoolResult()
+    tally = Tally(pending, say, "cluster", deadline)
     if not pending:
-        return result
+        return tally.result
     distributed = _distributed()
-    total, total_cost = len(pending), sum(t.cost() for t in pending) or 1.0
+    total, tell, report, expired = tally.total, tally.tell, tally.report, tally.expired
     token = uuid.uuid4().hex[:12]
     topic = f"cifar-utils-progress-{token}"
-    lock, start, state = threading.Lock(), time.monotonic(), {"done_cost": 0.0}
-
-    def tell(text: str) -> None:
-        with lock:
-            say(text)
-
-    def report(task: RunTask, ok: bool, detail: str) -> None:
-        with lock:
-            (result.finished.append(task) if ok else result.failed.append((task, detail)))
-            state["done_cost"] += task.cost()
-            done = len(result.finished) + len(result.failed)
-            elapsed = time.monotonic() - start
-            left = total_cost - state["done_cost"]
-            eta = f"ETA {_duration(elapsed / state['done_cost'] * left)}" if done < total else "all runs finished"
-            say(f"cluster: {done}/{total} runs done ({task.label} {'done: ' if ok else 'FAILED: '}{detail}); "
-                f"{_duration(elapsed)} elapsed, {eta}")
-
-    def expired() -> bool:
-        return deadline is not None and time.monotonic() - start > deadline
 
     keys: dict[str, RunTask] = {}
 
@@ -204,11 +183,7 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
     finally:
         if cluster is not None:
             cluster.close()
-    if pending:
-        result.not_started = list(pending)
-        say(f"cluster: deadline of {deadline:.0f} s reached: {len(pending)} run(s) not started: "
-            + ", ".join(t.label for t in pending[:10]) + (" ..." if len(pending) > 10 else ""))
-    return result
+    return tally.finish(pending)
 
 
 def _outcome(future) -> tuple[bool, str]:

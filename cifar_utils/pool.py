@@ -105,6 +105,43 @@ class PoolResult:
     not_started: list[RunTask] = field(default_factory=list)  # left when the deadline came
 
 
+class Tally:
+    """What the pool and the cluster both report: one line per finished run with runs done /
+    total and an ETA over the whole set (each run weighted by its cost, so long runs count
+    for more), the deadline, and the runs left when it came. Thread-safe."""
+
+    def __init__(self, tasks: list[RunTask], say: Callable[[str], None], name: str, deadline: float | None = None):
+        self.total, self.total_cost = len(tasks), sum(t.cost() for t in tasks) or 1.0
+        self.say, self.name, self.deadline = say, name, deadline
+        self.result, self.lock = PoolResult(), threading.Lock()
+        self.start, self.done_cost = time.monotonic(), 0.0
+
+    def tell(self, text: str) -> None:
+        with self.lock:
+            self.say(text)
+
+    def report(self, task: RunTask, ok: bool, detail: str) -> None:
+        with self.lock:
+            (self.result.finished.append(task) if ok else self.result.failed.append((task, detail)))
+            self.done_cost += task.cost()
+            done = len(self.result.finished) + len(self.result.failed)
+            elapsed = time.monotonic() - self.start
+            left = self.total_cost - self.done_cost
+            eta = f"ETA {_duration(elapsed / self.done_cost * left)}" if done < self.total else "all runs finished"
+            self.say(f"{self.name}: {done}/{self.total} runs done ({task.label} {'done: ' if ok else 'FAILED: '}"
+                     f"{detail}); {_duration(elapsed)} elapsed, {eta}")
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() - self.start > self.deadline
+
+    def finish(self, pending: list[RunTask]) -> PoolResult:
+        if pending:
+            self.result.not_started = list(pending)
+            self.say(f"{self.name}: deadline of {self.deadline:.0f} s reached: {len(pending)} run(s) not started: "
+                     + ", ".join(t.label for t in pending[:10]) + (" ..." if len(pending) > 10 else ""))
+        return self.result
+
+
 class _Worker:
     """One worker process and the task it holds."""
 
@@ -140,32 +177,17 @@ def run_pool(tasks: Iterable[RunTask], jobs: int = 1, say: Callable[[str], None]
     finish; the result lists both. After ``deadline`` seconds no new run starts (the ones
     under way finish): for a machine lent for a fixed time, whose next call resumes."""
     pending = sorted(tasks, key=lambda t: -t.cost())
-    total, total_cost = len(pending), sum(t.cost() for t in pending) or 1.0
-    result, lock = PoolResult(), threading.Lock()
+    tally = Tally(pending, say, "pool", deadline)
     if not pending:
-        return result
+        return tally.result
     gpus = gpu_ids()
-    start = time.monotonic()
-    state = {"done_cost": 0.0}
-    say(f"pool: {total} runs on {min(jobs, total)} worker(s)"
+    say(f"pool: {tally.total} runs on {min(jobs, tally.total)} worker(s)"
         + (f", GPUs {', '.join(gpus)} round-robin" if gpus else ", no GPU"))
-
-    def report(task: RunTask, ok: bool, detail: str) -> None:
-        with lock:
-            (result.finished.append(task) if ok else result.failed.append((task, detail)))
-            state["done_cost"] += task.cost()
-            done = len(result.finished) + len(result.failed)
-            elapsed = time.monotonic() - start
-            left = total_cost - state["done_cost"]
-            eta = f"ETA {_duration(elapsed / state['done_cost'] * left)}" if done < total else "pool finished"
-            say(f"pool: {done}/{total} runs done ({task.label} {'done: ' if ok else 'FAILED: '}{detail}); "
-                f"{_duration(elapsed)} elapsed, {eta}")
+    report = tally.report
 
     def next_task() -> RunTask | None:
-        with lock:
-            if deadline is not None and time.monotonic() - start > deadline:
-                return None
-            return pending.pop(0) if pending else None
+        with tally.lock:
+            return None if tally.expired() or not pending else pending.pop(0)
 
     def serve(index: int) -> None:
         worker = None
@@ -189,16 +211,12 @@ def run_pool(tasks: Iterable[RunTask], jobs: int = 1, say: Callable[[str], None]
         if worker is not None:
             worker.close()
 
-    threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(min(jobs, total))]
+    threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(min(jobs, tally.total))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    if pending:
-        result.not_started = list(pending)
-        say(f"pool: deadline of {deadline:.0f} s reached: {len(pending)} run(s) not started: "
-            + ", ".join(t.label for t in pending[:10]) + (" ..." if len(pending) > 10 else ""))
-    return result
+    return tally.finish(pending)
 
 
 def _follow(worker: _Worker, say: Callable[[str], None], is_progress: Callable[[str], bool]):

@@ -1,5 +1,6 @@
 """Recipes made concrete: schedules, optimizers, test-time augmentation, the fast network's parts."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -147,8 +148,14 @@ BACKEND_CHECK = textwrap.dedent("""
 """)
 
 
-def test_new_recipes_and_networks_run_on_jax():
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+@pytest.mark.parametrize("backend", [
+    "jax",
+    pytest.param("torch", marks=pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                                   reason="PyTorch is not installed (not in requirements.txt: "
+                                                          "pip install torch==2.13.0 to run this)")),
+])
+def test_new_recipes_and_networks_run_on_other_backends(backend):
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-c", BACKEND_CHECK], capture_output=True, text=True, env=env,
                             timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
