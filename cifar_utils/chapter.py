@@ -68,7 +68,8 @@ class Chapter:
                  batch_size: int | None = None, seeds: Sequence[int] = (0,), data_source: str | None = None,
                  subset: int | None = None, out_dir: str | os.PathLike = "output",
                  log_every: int | None = None, eval_every: int = 1, speed: dict | Speed | None = None,
-                 train: bool = True, reference_dir: str | os.PathLike | None = None, run_token: str | None = None):
+                 train: bool = True, reference_dir: str | os.PathLike | None = None, run_token: str | None = None,
+                 exercises: bool = True):
         self.number = number
         self.title = CHAPTERS[number]
         own = [e.number for e in chapter_experiments(number)]
@@ -76,7 +77,7 @@ class Chapter:
         self.epochs, self.batch_size, self.seeds = epochs, batch_size, list(seeds)
         self.data_source, self.subset, self.log_every = data_source, subset, log_every
         self.eval_every, self.speed, self.train = eval_every, Speed.coerce(speed), train
-        self.run_token = run_token
+        self.run_token, self.exercises = run_token, exercises
         self.out_dir = Path(out_dir)
         self.runs_dir, self.figures_dir = self.out_dir / "runs", self.out_dir / "figures"
         self.reference: ReferenceRuns | None = load_reference(reference_dir) if reference_dir else None
@@ -201,9 +202,10 @@ class Chapter:
         epochs = epochs or min(3, self.epochs or 3)
         from .plots import plot_run_groups
 
-        if self.from_reference:
-            show("*Not run here: this chapter renders the reference results and trains nothing. "
-                 "Run the cell yourself to try it (it takes a minute on a CPU).*")
+        if self.from_reference or not self.exercises:
+            why = ("this chapter renders the reference results and trains nothing" if self.from_reference
+                   else "`exercises=False`, as `./run_all.sh --quick` sets to stay short")
+            show(f"*Not run here: {why}. Run the cell yourself to try it (a minute or two on a CPU).*")
             return []
         data = load_cifar10(self.data_source, subset=min(subset, len(self.data[0][0])))
         records = [run_experiment(exp, epochs=epochs, batch_size=batch_size, data=data, out_dir=self.out_dir /

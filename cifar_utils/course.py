@@ -15,7 +15,7 @@ from .experiments import Experiment, chapter_experiments, get_experiment
 SUMMARY = "05_summary"
 # What a chapter notebook's parameters mean (README and --help repeat it).
 CHAPTER_PARAMETERS = ("epochs", "batch_size", "seeds", "data_source", "subset", "out_dir", "experiments",
-                      "log_every", "eval_every", "speed", "train", "reference_dir", "run_token")
+                      "log_every", "eval_every", "speed", "train", "reference_dir", "run_token", "exercises")
 # Chapter 6's own parameters; defaults as in its notebook (the full profile).
 CHAPTER6_DEFAULTS = {"factorial_seeds": [0, 1, 2], "modern_seeds": [0, 1, 2], "fast_seeds": [0, 1, 2, 3, 4],
                      "grid_epochs": 30, "learning_rates": [3e-4, 1e-3, 3e-3], "batch_sizes": [128, 512, 2048],

@@ -33,7 +33,9 @@ from .speed import Speed, add_speed_arguments, speed_from_arguments  # noqa: E40
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
-QUICK = {"data": "sample", "epochs": 2, "seeds": [0], "subset": None}
+# 500 of the sample's training images (stratified), all 500 test images, 2 epochs:
+# every chapter, figure and verdict shows in minutes; the numbers mean nothing.
+QUICK = {"data": "sample", "epochs": 2, "seeds": [0], "subset": 500}
 FULL = {"data": None, "epochs": None, "seeds": [0], "subset": None}
 # Measured on this project's 2-core CPU machines (docs/benchmarks.md): seconds per epoch
 # on the full train set relative to the study's Colab GPU figures, used for the cost warning.
@@ -74,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                "KERAS_BACKEND=jax ./run_all.sh --data /data/cifar10.npz --jobs 4    "
                "./run_all.sh --reference results/reference")
     parser.add_argument("--quick", action="store_true",
-                        help="bundled 2,000-image sample, 2 epochs: a few minutes on a laptop CPU")
+                        help="500 sample images, 2 epochs, exercises not trained: a smoke test in minutes")
     parser.add_argument("--reference", type=Path, metavar="DIR",
                         help="render every chapter from the run records in DIR (e.g. results/reference): "
                              "trains nothing")
@@ -86,8 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=seed_list, help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     parser.add_argument("--data", help="CIFAR-10 source: a path, or 'sample' (default: $CIFAR10_SOURCE or download)")
     parser.add_argument("--subset", type=positive_int, help="stratified subset of the training set")
-    parser.add_argument("--jobs", type=positive_int, default=1,
-                        help="training runs in parallel (worker processes; on a big GPU several share it)")
+    parser.add_argument("--jobs", type=positive_int,
+                        help="training runs in parallel (worker processes; on a big GPU several share it); "
+                             "default: one per GPU, or 2 on a CPU with 2 or more cores (measured faster than 1)")
     parser.add_argument("--cluster", metavar="ADDRESS",
                         help="train on a Dask cluster: tcp://scheduler:8786, or local:N for N local worker processes "
                              "(needs the 'cluster' extra; the runs folder must be shared, see the README)")
@@ -121,6 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.reference and args.data is None:
         args.data = "sample"  # for the example images and figures; the numbers come from the reference
     args.subset = args.subset if args.subset is not None else profile["subset"]
+    args.jobs = args.jobs or default_jobs()
     if args.subset is not None and args.subset < 20:
         parser.error(f"--subset {args.subset}: need at least 20 images (two per class)")
     args.out = (args.out or ROOT / "output" / args.profile).resolve()
@@ -180,12 +184,21 @@ def notebook_parameters(args: argparse.Namespace, notebook: Path) -> dict:
     parameters = {"epochs": args.epochs, "batch_size": args.batch_size, "seeds": args.seeds,
                   "data_source": args.data, "subset": args.subset, "out_dir": str(args.out),
                   "eval_every": args.eval_every, "log_every": args.log_every, "speed": args.speed, "train": False,
-                  "reference_dir": str(args.reference) if args.reference else None, "run_token": args.run_token}
+                  "reference_dir": str(args.reference) if args.reference else None, "run_token": args.run_token,
+                  "exercises": args.profile == "full"}  # --quick stays short; a reference trains nothing
     if notebook.stem == SUMMARY:
+        del parameters["exercises"]
         parameters["seeds"] = all_seeds(chapter6_parameters(args))
     elif chapter_number(notebook.stem) == 6:
         parameters.update(chapter6_parameters(args))
     return parameters
+
+
+def default_jobs() -> int:
+    """One worker per GPU; on a CPU two (docs/benchmarks.md: --quick took 4m53s with 2
+    workers and 8m15s with 1 on 2 cores, as each run spends seconds tracing on one core)."""
+    gpus = gpu_ids()
+    return len(gpus) if gpus else min(2, os.cpu_count() or 1)
 
 
 def chapter6_parameters(args: argparse.Namespace) -> dict:
@@ -223,7 +236,7 @@ def cost_warning(args: argparse.Namespace, tasks: list[RunTask]) -> str | None:
     if gpu_ids() or not tasks:
         return None
     gpu_seconds = sum(t.cost() for t in tasks)
-    scale = (args.subset or 50_000) / 50_000 if args.data != "sample" else 2_000 / 50_000
+    scale = (args.subset or (2_000 if args.data == "sample" else 50_000)) / 50_000
     hours = gpu_seconds * CPU_SLOWDOWN_VS_STUDY_GPU * scale / 3600
     if hours < 0.25:
         return None

@@ -14,8 +14,9 @@ import nbformat
 import numpy as np
 import pytest
 
+from cifar_utils.chapter import Chapter
 from cifar_utils.course import CHAPTER_PARAMETERS
-from cifar_utils.experiments import STUDY_EXPERIMENTS, chapter_experiments
+from cifar_utils.experiments import STUDY_EXPERIMENTS, chapter_experiments, get_experiment
 from cifar_utils.model_code import code_changes, model_code, model_differences
 from cifar_utils.models import build_model
 
@@ -90,9 +91,43 @@ def test_each_chapter_ends_with_exercises_and_a_runnable_starter():
 def test_the_code_chapter_1_shows_is_the_model_experiment_1_trains():
     (cell,) = [c for c in code_cells(NOTEBOOKS[0]) if "model-1" in c.metadata.get("tags", [])]
     namespace = {}
+    exec("import keras\nfrom keras import layers", namespace)  # as the chapter's first cell does
     exec(compile(cell.source.replace("model.summary()", ""), "chapter 1", "exec"), namespace)
     assert model_differences(namespace["model"], build_model(1)) == []
     assert namespace["model"].count_params() == 24_522
+
+
+def starter_experiments(path):
+    """The experiments a chapter's exercise starter cell hands to ``try_out``."""
+    (cell,) = [c for c in code_cells(path) if "try_out(" in c.source]
+    asked = []
+
+    class Recorder:
+        def try_out(self, experiments, **_):
+            asked.extend(experiments)
+
+    exec(cell.source, {"chapter": Recorder(), "get_experiment": get_experiment})
+    return asked
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem != "05_summary"], ids=lambda p: p.stem[:2])
+def test_every_exercise_starter_builds_its_models(path):
+    experiments = starter_experiments(path)
+    assert len(experiments) >= 2, path.name  # a comparison: the chapter's model and a variant
+    models = [build_model(exp) for exp in experiments]
+    assert all(m.count_params() > 0 for m in models)
+    first, second = (get_experiment(e) for e in experiments[:2])
+    assert (first.spec, first.recipe) != (second.spec, second.recipe), path.name  # something to compare
+
+
+def test_a_starter_trains_briefly_into_its_own_folder(tmp_path):
+    chapter = Chapter(3, out_dir=tmp_path, data_source="sample")
+    records = chapter.try_out(starter_experiments(NOTEBOOKS[2]), epochs=1, subset=300)
+    assert [r.epochs_completed for r in records] == [1, 1] and records[1].params["variant"] == "dropout=0.5"
+    assert {p.parent.name for p in tmp_path.glob("exercises/*/record.json")} == {
+        Path(r.run_dir).name for r in records} and not (tmp_path / "runs").exists()
+    skipped = Chapter(3, out_dir=tmp_path / "quick", data_source="sample", exercises=False)
+    assert skipped.try_out([9]) == [] and not (tmp_path / "quick").exists()
 
 
 def test_quick_run_reports_progress(quick):
@@ -137,10 +172,10 @@ def test_the_code_each_chapter_shows_is_the_model_it_trains(quick):
                 shown += output.get("data", {}).get("text/markdown", "")
     for exp in STUDY_EXPERIMENTS[1:]:
         shows_code = model_code(exp) in shown or any(
-            code_changes(before, exp) in shown for before in range(1, exp.number))
+            code_changes(before, exp) in shown for before in range(exp.number - 1, 0, -1))  # nearest first
         assert shows_code, f"experiment {exp.number}: no listing or diff shown"
     for number in (18, 19, 20, 21):
-        assert any(code_changes(b, number) in shown for b in range(1, number)) or model_code(number) in shown
+        assert model_code(number) in shown or any(code_changes(b, number) in shown for b in range(number - 1, 0, -1))
 
 
 class ReportParser(HTMLParser):

@@ -17,24 +17,20 @@ def task(out, experiment=2, seed=0, **kwargs):
 
 def test_pool_trains_every_run_names_a_failure_and_finishes_the_others(tmp_path):
     lines = []
-    tasks = [task(tmp_path, 2, 0), task(tmp_path, 2, 1), task(tmp_path, 7, 0),
+    variant = task(tmp_path, 9, 0, variant={"dropout": 0.5}, variant_label="dropout=0.5")
+    tasks = [task(tmp_path, 2, 0), task(tmp_path, 2, 1), variant,
              RunTask(2, 0, str(tmp_path), data_source=str(tmp_path / "missing.npz"), epochs=1)]
     result = run_pool(tasks, jobs=2, say=lines.append)
-    assert sorted(t.label for t in result.finished) == ["exp 2 seed 0", "exp 2 seed 1", "exp 7 seed 0"]
+    assert sorted(t.label for t in result.finished) == ["exp 2 seed 0", "exp 2 seed 1", "exp 9 [dropout=0.5] seed 0"]
     ((failed, detail),) = result.failed
     assert failed.data_source.endswith("missing.npz") and "CifarDataError" in detail and "missing.npz" in detail
     text = "\n".join(lines)
     assert "pool: 4 runs on 2 worker(s)" in text and "pool: 4/4 runs done" in text and "ETA" in text
     assert "FAILED: CifarDataError" in text
     records = [RunRecord.from_file(p) for p in tmp_path.glob("*/record.json")]
-    assert sorted((r.experiment, r.seed) for r in records) == [(2, 0), (2, 1), (7, 0)]
-
-
-def test_variants_and_settings_reach_the_worker(tmp_path):
-    variant = task(tmp_path, 9, 0, variant={"dropout": 0.5}, variant_label="dropout=0.5")
-    result = run_pool([variant], jobs=1, say=lambda line: None)
-    assert not result.failed
-    (record,) = [RunRecord.from_file(p) for p in tmp_path.glob("*/record.json")]
+    assert sorted((r.experiment, r.seed) for r in records) == [(2, 0), (2, 1), (9, 0)]
+    # the variant and the settings reached the worker
+    (record,) = [r for r in records if r.experiment == 9]
     assert record.variant == "dropout=0.5" and record.params["spec"]["dropout"] == 0.5
     assert record.params["epochs"] == 1 and record.params["batch_size"] == 64
 

@@ -1,5 +1,6 @@
 """Recipes made concrete: schedules, optimizers, test-time augmentation, the fast network's parts."""
 
+import dataclasses
 import importlib.util
 import os
 import subprocess
@@ -13,7 +14,7 @@ from keras import ops
 
 from cifar_utils import build_model, get_experiment, load_cifar10
 from cifar_utils.augment import Translate, translate_images
-from cifar_utils.experiments import FAST_RECIPE, MODERN_RECIPE, STUDY_RECIPE, Recipe
+from cifar_utils.experiments import MODERN_RECIPE, STUDY_RECIPE, Recipe
 from cifar_utils.fastnet import PartialIdentity, PatchWhitening, image_patches, whitening_weights
 from cifar_utils.recipes import TTA_VIEWS, TriangularSchedule, learning_rate, make_optimizer, predict_views
 
@@ -43,9 +44,11 @@ def test_cosine_warmup_peaks_at_the_recipe_rate():
 
 
 def test_optimizers_carry_the_recipe():
-    sgd = make_optimizer(MODERN_RECIPE, steps_per_epoch=10, epochs=3)
-    assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == MODERN_RECIPE.momentum
-    assert sgd.use_ema and sgd.ema_momentum == MODERN_RECIPE.ema and sgd.weight_decay == MODERN_RECIPE.weight_decay
+    recipe = dataclasses.replace(MODERN_RECIPE, ema=0.99)
+    sgd = make_optimizer(recipe, steps_per_epoch=10, epochs=3)
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == recipe.momentum
+    assert sgd.use_ema and sgd.ema_momentum == 0.99 and sgd.weight_decay == recipe.weight_decay
+    assert not make_optimizer(dataclasses.replace(recipe, ema=0.0), 10, 3).use_ema
     adam = make_optimizer(STUDY_RECIPE, 10, 3)
     assert isinstance(adam, keras.optimizers.Adam) and not adam.use_ema and adam.weight_decay is None
     assert float(adam.learning_rate) == pytest.approx(1e-3)
@@ -75,8 +78,9 @@ def test_translate_layer_draws_whole_pixel_shifts_per_image():
 def test_flip_tta_averages_the_image_and_its_mirror(sample):
     model = build_model(2)
     images = sample[1][0][:16]
-    plain = model.predict(images, verbose=0)
-    mirrored = model.predict(images[:, :, ::-1], verbose=0)
+    def probabilities(x):  # the networks output logits
+        return ops.convert_to_numpy(ops.softmax(model.predict(x, verbose=0), axis=-1))
+    plain, mirrored = probabilities(images), probabilities(images[:, :, ::-1])
     np.testing.assert_allclose(predict_views(model, images, "flip"), (plain + mirrored) / 2, atol=1e-5)
     np.testing.assert_allclose(predict_views(model, images, "none"), plain, atol=1e-6)
     assert len(TTA_VIEWS["flip_shift"]) == 6
@@ -116,12 +120,13 @@ def test_partial_identity_starts_as_a_pass_through():
 
 
 def test_new_networks_learn_on_real_images(sample, tmp_path):
-    """The DNN baseline and the fast network learn above chance in a few epochs on the sample."""
+    """The DNN baseline and the fast network learn above chance in a few epochs on real images."""
     from cifar_utils import run_experiment
 
-    fast = run_experiment(21, epochs=4, batch_size=128, data=sample, out_dir=tmp_path)
-    assert fast.evaluated_on == "validation" and fast.params["validation_size"] == 200
-    assert fast.params["train_size"] == 1800 and fast.test_acc > 20.0, fast.history["val_accuracy"]
+    data = load_cifar10("sample", subset=1000)  # 3 epochs of the fast network: 27.5 % here, chance is 10 %
+    fast = run_experiment(21, epochs=3, batch_size=64, data=data, out_dir=tmp_path)
+    assert fast.evaluated_on == "validation" and fast.params["validation_size"] == 100
+    assert fast.params["train_size"] == 900 and fast.test_acc > 20.0, fast.history["val_accuracy"]
     assert np.isnan(fast.best_test_acc) and fast.best_val_acc >= fast.history["val_accuracy"][-1] * 100 - 1e-6
     dense = run_experiment(19, epochs=4, batch_size=128, data=sample, out_dir=tmp_path)
     assert dense.evaluated_on == "test" and dense.test_acc > 15.0
@@ -135,7 +140,7 @@ BACKEND_CHECK = textwrap.dedent("""
     from cifar_utils.recipes import predict_views
 
     (x, y), (xt, yt) = load_cifar10("sample", subset=200)
-    for number in (19, 20, 21):
+    for number in (20, 21):  # the modern recipe and the fast network (19 is plain Dense layers)
         exp = get_experiment(number)
         model = build_model(exp, seed=0)
         prepare_model(model, x)
@@ -160,13 +165,12 @@ def test_new_recipes_and_networks_run_on_other_backends(backend):
                             timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     counts = dict(line.split() for line in result.stdout.splitlines() if line[:2] in ("19", "20", "21"))
-    assert counts == {"19": "1707274", "20": "454442", "21": str(build_model(21).count_params())}
+    assert counts == {"20": "454442", "21": str(build_model(21).count_params())}
 
 
-@pytest.mark.skipif(not FAST_RECIPE.ema, reason="the fast recipe has no EMA")
 def test_ema_weights_are_the_final_model(sample):
     """Keras swaps the moving average into the weights at the end of fit: the final model is the EMA."""
-    exp = get_experiment(20).vary(ema=0.5)
+    exp = get_experiment(2).vary(ema=0.5)  # the smallest network: the EMA is the optimizer's, any model will do
     model = build_model(exp, seed=0)
     from cifar_utils.models import compile_model
 

@@ -189,3 +189,15 @@ def test_an_earlier_chapter_whose_runs_were_retrained_is_left_out(tmp_path):
     run_experiment(2, epochs=1, batch_size=64, data=data, out_dir=out / "runs", force=True)
     status = chapter_status(path, out, profile)
     assert not status.included and "retrained or removed since" in status.note
+
+
+def test_jobs_default_to_one_per_gpu_or_two_on_a_cpu(monkeypatch):
+    monkeypatch.setattr(driver, "gpu_ids", lambda: ["0", "1", "2"])
+    assert driver.default_jobs() == 3
+    monkeypatch.setattr(driver, "gpu_ids", lambda: [])
+    monkeypatch.setattr(driver.os, "cpu_count", lambda: 8)
+    assert driver.default_jobs() == 2  # two workers on a CPU: measured faster than one (docs/benchmarks.md)
+    monkeypatch.setattr(driver.os, "cpu_count", lambda: 1)
+    assert driver.default_jobs() == 1
+    args = driver.parse_args(["--quick", "--jobs", "3", "--out", "/tmp/never-made"])
+    assert args.jobs == 3 and args.subset == 500 and args.epochs == 2

@@ -90,15 +90,16 @@ def test_data_on_device_trains_the_same_model(tiny, tmp_path):
 
 JAX_SCRIPT = textwrap.dedent("""
     import json, sys, tempfile
-    from cifar_utils import load_cifar10, run_experiment
+    from cifar_utils import get_experiment, load_cifar10, run_experiment
     data = load_cifar10("sample", subset=200)
+    # experiment 2's small network with dropout and augmentation: random numbers every step
+    exp = get_experiment(2).vary("dropout+augment", dropout=0.3, augment="shift_flip")
     speeds = [None, {"steps_per_execution": 3}, {"data_on_device": True, "eval_batch_size": 100}]
     out = {}
     for i, speed in enumerate(speeds):
-        # exp 16: augmentation and dropout draw random numbers every step. 200 images in batches
-        # of 48, 3 per call: calls of 144 and 56 images, the last one a full step and a partial
-        # one (the case a one-iteration lax.scan got wrong).
-        r = run_experiment(16, epochs=2, batch_size=48, data=data, out_dir=tempfile.mkdtemp(), speed=speed)
+        # 200 images in batches of 48, 3 per call: calls of 144 and 56 images, the last one a
+        # full step and a partial one (the case a one-iteration lax.scan got wrong).
+        r = run_experiment(exp, epochs=2, batch_size=48, data=data, out_dir=tempfile.mkdtemp(), speed=speed)
         out[i] = [r.history["loss"], r.history["val_loss"], r.backend]
     json.dump(out, sys.stdout)
 """)
