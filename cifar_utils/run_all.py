@@ -196,7 +196,7 @@ def notebook_parameters(args: argparse.Namespace, notebook: Path) -> dict:
 
 def default_jobs() -> int:
     """One worker per GPU; on a CPU two (docs/benchmarks.md: --quick took 4m53s with 2
-    workers and 8m15s with 1 on 2 cores, as each run spends seconds tracing on one core)."""
+    workers and 7m53s with 1 on 2 cores, as each run spends seconds tracing on one core)."""
     gpus = gpu_ids()
     return len(gpus) if gpus else min(2, os.cpu_count() or 1)
 
