@@ -52,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="stratified training subset (test: a fifth of it); 0 for the full data")
     parser.add_argument("--subset-seed", type=int, default=0, help="seed of the stratified subset")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="batch size for every experiment (default: each recipe's)")
     parser.add_argument("--set", action="append", default=[], metavar="EXP:FIELD=VALUE", dest="changes",
                         help="train a variant: change a recipe or spec field of one experiment (repeatable)")
     parser.add_argument("--out", type=Path, help="keep the runs here (finished ones are reused); "
@@ -128,14 +130,16 @@ def main(argv=None) -> None:
 
 
 def train(exp: Experiment, data, args: argparse.Namespace, out_dir) -> dict:
-    recipe = effective_recipe(exp, args.epochs)
-    record = run_experiment(exp, epochs=args.epochs, batch_size=None, seed=args.seed, data=data, out_dir=out_dir,
-                            log_every=1)
+    recipe = effective_recipe(exp, args.epochs, args.batch_size)
+    record = run_experiment(exp, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, data=data,
+                            out_dir=out_dir, log_every=1)
     seconds = record.history["epoch_seconds"]
     return {"experiment": exp.number, "variant": exp.variant, "label": exp.label, "epochs": record.epochs_completed,
             "batch_size": recipe.batch_size, "status": record.status, "test_acc": record.test_acc,
             "val_acc": record.val_acc, "best_val_acc": record.best_val_acc, "best_epoch": record.best_epoch,
-            "train_acc": record.train_acc, "tta": recipe.tta, "train_size": record.params["train_size"],
+            "train_acc": record.train_acc, "train_eval_acc": record.train_eval_acc,
+            "bn_reestimated_test_acc": record.bn_reestimated_test_acc, "tta": recipe.tta,
+            "train_size": record.params["train_size"],
             "seconds_per_epoch": record.seconds_per_epoch, "first_epoch_seconds": seconds[0],
             "wall_seconds": record.wall_seconds, "params": record.param_count, "recipe": record.params["recipe"],
             "history": record.history}
@@ -146,8 +150,8 @@ def _percent(value: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| experiment | batch | test acc % | val acc % (best) | train acc % | s / epoch | first epoch s "
-             "| params |",
+    lines = ["| experiment | batch | test acc % | val acc % (best) | train acc %, running / final | s / epoch "
+             "| first epoch s | params |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         tta = f", TTA {r['tta']}" if r["tta"] != "none" else ""
@@ -155,7 +159,8 @@ def table(rows: list[dict]) -> str:
             f"{r['val_acc']:.2f} ({r['best_val_acc']:.2f} @ {r['best_epoch']})"
         status = "" if r["status"] == "completed" else f" ({r['status']})"
         lines.append(f"| {r['label']}{status} | {r['batch_size']} | {_percent(r['test_acc'])}{tta} | {val} "
-                     f"| {r['train_acc']:.2f} | {r['seconds_per_epoch']:.1f} | {r['first_epoch_seconds']:.1f} "
+                     f"| {r['train_acc']:.2f} / {_percent(r['train_eval_acc'])} | {r['seconds_per_epoch']:.1f} "
+                     f"| {r['first_epoch_seconds']:.1f} "
                      f"| {r['params']:,} |")
     return "\n".join(lines)
 
@@ -166,7 +171,8 @@ def report(rows: list[dict], args: argparse.Namespace, info: dict, source: str, 
           f"{info['date']}; {wall / 60:.1f} min in all\n")
     print(table(rows))
     print("\nval acc: the final model on the held-out training images (best epoch's in brackets, before any EMA);"
-          " '-': the study's recipe has no validation split (it watches the test set).")
+          " '-': the study's recipe has no validation split (it watches the test set). train acc: Keras' running "
+          "figure in the last epoch / the final model in inference mode on 2,000 fixed training images.")
     if args.json:
         summary = {**info, "command": command, "data": source, "epochs": args.epochs, "subset": args.subset,
                    "seed": args.seed, "wall_seconds": wall, "rows": rows}

@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from . import noise
 from .experiments import Experiment, get_experiment
-from .results import metric_values
+from .results import by_experiment, metric_values, side
 
 FACTORS = ("dropout", "batch_norm", "he_init")
 # (dropout, batch norm, He init) -> experiment; 18 is the cell the study did not run.
@@ -27,7 +28,6 @@ FACTORIAL: dict[tuple[int, int, int], int] = {
 }
 SWEEP_BASE = 9  # the hyper-parameter sweeps vary the study's best technique model
 SWEEP_VALIDATION = 0.1  # sweeps choose on 5,000 held-out training images, never on the test set
-REAL_EFFECT_SE = 2.0  # an effect is "real" when it is more than two standard errors from zero
 
 
 def grid_experiments(learning_rates: Sequence[float], batch_sizes: Sequence[int], epochs: int) -> list[Experiment]:
@@ -59,20 +59,25 @@ def chapter6_runs(seeds: Sequence[int], factorial_seeds: Sequence[int], modern_s
 
 
 # --- the factorial ------------------------------------------------------------------------
+#
+# With each factor coded -1 (off) / +1 (on), an effect is the mean of the four cells where
+# its sign is + minus the mean of the four where it is - (Box, Hunter & Hunter's
+# convention): a main effect is "on minus off, averaged over the other two switches";
+# the A x B interaction is half the change of A's effect between B off and B on,
+#     A x B = [ (A's effect with B on) - (A's effect with B off) ] / 2,
+# so He's effect +2 with batch norm and 0 without gives he_init = +1 and BN x He = +1.
+# Its noise (``noise.contrast_noise``) pools the seed variance of all cells (df: the sum of
+# n - 1) and adds each cell's test-set binomial noise.
 
 def factorial_cells(records: Iterable, metric: str = "test_acc") -> pd.DataFrame:
-    """One row per cell: its factors, experiment, mean, standard deviation and seeds."""
-    grouped: dict[int, list] = {}
-    for record in records:
-        if not record.variant:
-            grouped.setdefault(record.experiment, []).append(record)
+    """One row per cell: its factors, experiment, mean, standard deviation, seeds, and the
+    ``noise.Side`` the effects are computed from."""
+    grouped = {n: runs for n, runs in by_experiment(records).items() if n in FACTORIAL.values()}
     rows = []
     for levels, number in FACTORIAL.items():
-        values = metric_values(grouped.get(number, []), metric)
-        rows.append({**dict(zip(FACTORS, levels, strict=True)), "experiment": number,
-                     "mean": float(values.mean()) if len(values) else float("nan"),
-                     "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
-                     "seeds": len(values)})
+        cell = side(grouped.get(number, []), metric)
+        rows.append({**dict(zip(FACTORS, levels, strict=True)), "experiment": number, "mean": cell.mean,
+                     "std": cell.var ** 0.5 if cell.n > 1 else float("nan"), "seeds": cell.n, "side": cell})
     return pd.DataFrame(rows)
 
 
@@ -81,68 +86,130 @@ def effect_terms() -> list[tuple[str, ...]]:
     return [term for size in (1, 2, 3) for term in itertools.combinations(FACTORS, size)]
 
 
-def factorial_effects(cells: pd.DataFrame) -> pd.DataFrame:
-    """Each effect of the 2x2x2 design with its standard error.
+def _contrast(cells: pd.DataFrame, weights: np.ndarray) -> tuple[float, noise.Noise]:
+    sides = list(cells["side"])
+    estimate = float((weights * cells["mean"].to_numpy()).sum())
+    return estimate, noise.contrast_noise(sides, list(weights), pool=True)
 
-    An effect is the mean over the cells where its sign is + minus the mean where it is -
-    (the sign being the product of the factors' levels as +-1): a main effect is "on minus
-    off, averaged over everything else"; an interaction is how much one factor's effect
-    changes with another. The standard error pools the seed-to-seed variance of all cells
-    (each needs two or more seeds): SE = sqrt(s_pooled^2 x sum(1 / n_cell)) / 4."""
+
+def _require_cells(cells: pd.DataFrame) -> None:
     if cells["seeds"].min() < 1:
         missing = cells.loc[cells["seeds"] < 1, "experiment"].tolist()
         raise ValueError(f"the factorial needs every cell; no runs of experiment(s) {missing}")
+
+
+def factorial_effects(cells: pd.DataFrame) -> pd.DataFrame:
+    """Each of the seven effects with its standard error. All seven together are
+    exploratory: ``real`` holds at 5 % / 7 (Bonferroni), so that among seven null effects a
+    spurious "real" appears in at most one design in twenty. The chapter's two pre-stated
+    claims are tested on their own (``judge_largest``, ``judge_only_together``)."""
+    _require_cells(cells)
     signs = 2 * cells[list(FACTORS)].to_numpy() - 1
-    degrees = (cells["seeds"] - 1).clip(lower=0)
-    pooled = float((degrees * cells["std"].fillna(0) ** 2).sum() / degrees.sum()) if degrees.sum() else float("nan")
-    se = math.sqrt(pooled * float((1 / cells["seeds"]).sum())) / 4 if math.isfinite(pooled) else float("nan")
     rows = []
     for term in effect_terms():
-        columns = [FACTORS.index(f) for f in term]
-        contrast = signs[:, columns].prod(axis=1)
-        estimate = float((contrast * cells["mean"].to_numpy()).sum() / 4)
-        real = bool(math.isfinite(se) and abs(estimate) > REAL_EFFECT_SE * se)
-        rows.append({"effect": " x ".join(term), "order": len(term), "estimate": estimate, "se": se,
-                     "real": real, "seeds per cell": f"{cells['seeds'].min()}-{cells['seeds'].max()}"
-                     if cells["seeds"].nunique() > 1 else str(cells["seeds"].iloc[0])})
+        weights = signs[:, [FACTORS.index(f) for f in term]].prod(axis=1) / 4
+        estimate, effect_noise = _contrast(cells, weights)
+        threshold = effect_noise.threshold(noise.LEVEL / len(effect_terms()))
+        rows.append({"effect": " x ".join(term), "order": len(term), "estimate": estimate, "se": effect_noise.se,
+                     "threshold": threshold, "real": bool(abs(estimate) > threshold),
+                     "seeds per cell": f"{cells['seeds'].min()}-{cells['seeds'].max()}"
+                     if cells["seeds"].nunique() > 1 else str(cells["seeds"].iloc[0]), "noise": effect_noise.how})
     return pd.DataFrame(rows)
 
 
+def simple_effects(cells: pd.DataFrame, factor: str, partner: str) -> dict[str, tuple[float, noise.Noise]]:
+    """``factor``'s effect with ``partner`` on and with it off (each averaged over the
+    third factor), and their difference (twice the interaction)."""
+    _require_cells(cells)
+    on = (2 * cells[factor].to_numpy() - 1) / 2
+    with_partner, without = on * cells[partner].to_numpy(), on * (1 - cells[partner].to_numpy())
+    return {"with": _contrast(cells, with_partner), "without": _contrast(cells, without),
+            "difference": _contrast(cells, with_partner - without)}
+
+
 def describe_effects(effects: pd.DataFrame) -> str:
-    """One computed sentence per effect that is real, and which are not."""
+    """One computed sentence per effect that is real (exploratory level), and which are not."""
     if not effects["se"].map(math.isfinite).all():
-        return ("With one seed per cell the spread is unknown, so no effect can be called real: "
-                "run two or more seeds per cell (`factorial_seeds`).")
+        return "The effects' noise could not be computed: some cells have no runs."
+    if effects["noise"].str.contains("unknown").any():
+        return ("With one seed per cell the seed spread is not measured (one point per run is assumed): run two or "
+                "more seeds per cell (`factorial_seeds`) for effects with measured error bars.")
     real = effects[effects["real"]]
-    noise = effects[~effects["real"]]["effect"].tolist()
-    parts = [f"**{row.effect}**: {row.estimate:+.2f} ± {row.se:.2f} points" for row in real.itertuples()]
-    text = ("Real (beyond two standard errors): " + "; ".join(parts) + ".") if parts else \
-        "No effect is beyond two standard errors."
-    return text + (f" Within the noise: {', '.join(noise)}." if noise else "")
+    rest = effects[~effects["real"]]["effect"].tolist()
+    parts = [f"**{row.effect}**: {row.estimate:+.2f} points (beyond ±{row.threshold:.2f})"
+             for row in real.itertuples()]
+    text = ("Real, all seven effects tested together (5 % / 7): " + "; ".join(parts) + ".") if parts else \
+        "No effect is beyond the noise when all seven are tested together (5 % / 7)."
+    return text + (f" Within the noise: {', '.join(rest)}." if rest else "")
+
+
+def judge_largest(cells: pd.DataFrame, factor: str) -> tuple[str, str]:
+    """Is ``factor``'s main effect the largest in size? The margin |own| - |largest rival|
+    has the noise of two independent contrasts (orthogonal in a 2^3 design)."""
+    effects = factorial_effects(cells).set_index("effect")
+    own = effects.loc[factor]
+    rivals = effects[(effects["order"] == 1) & (effects.index != factor)]
+    rival = rivals["estimate"].abs().idxmax()
+    margin = abs(own["estimate"]) - abs(rivals.loc[rival, "estimate"])
+    _, main_noise = _contrast(cells, np.full(len(cells), 0.25))  # for its df and description
+    margin_noise = noise.Noise(math.sqrt(2) * own["se"], main_noise.df, main_noise.how)
+    threshold = margin_noise.threshold()
+    verdict = ("supported" if margin > threshold else "contradicted" if -margin > threshold
+               else "not separable from noise")
+    evidence = (f"main effect of {factor} {own['estimate']:+.2f} points, next largest {rival} "
+                f"{rivals.loc[rival, 'estimate']:+.2f}: margin {margin:+.2f}; noise ±{threshold:.2f} at the 5 % level "
+                f"({margin_noise.how})")
+    return verdict, evidence
+
+
+def judge_only_together(cells: pd.DataFrame, factor: str, partner: str) -> tuple[str, str]:
+    """"``factor`` helps only with ``partner``": supported when its effect with the partner
+    is positive, the difference (twice the interaction) is positive and its effect without
+    the partner is not; contradicted when it helps without the partner or hurts with it.
+    Each of the three one-sided tests runs at 5 % / 3, so with no effect at all a verdict
+    other than noise comes at most 5 % of the time."""
+    parts = simple_effects(cells, factor, partner)
+    level = noise.LEVEL / 3
+    above = {k: est > n.threshold(level, sides=1) for k, (est, n) in parts.items()}
+    hurts_with = -parts["with"][0] > parts["with"][1].threshold(level, sides=1)
+    if above["with"] and above["difference"] and not above["without"]:
+        verdict = "supported"
+    elif above["without"] or hurts_with:
+        verdict = "contradicted"
+    else:
+        verdict = "not separable from noise"
+    (w, wn), (wo, won), (d, dn) = parts["with"], parts["without"], parts["difference"]
+    evidence = (f"{factor} with {partner} {w:+.2f} (±{wn.threshold(level, 1):.2f}), without {wo:+.2f} "
+                f"(±{won.threshold(level, 1):.2f}); interaction {d / 2:+.2f}, half their difference "
+                f"(difference ±{dn.threshold(level, 1):.2f}); one-sided tests at 5 %/3 ({wn.how})")
+    return verdict, evidence
 
 
 def plot_interactions(cells: pd.DataFrame, effects: pd.DataFrame):
-    """Left: the eight cells as four lines over dropout (one per batch norm x He init
-    combination); parallel lines mean no interaction. Right: every effect with +-2 SE."""
+    """Left: the batch norm x He init interaction plot (each point the mean of its two
+    cells over dropout, ± one standard error); parallel lines mean no interaction.
+    Right: every effect with its exploratory threshold."""
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    styles = {(0, 0): ("grey", "plain"), (1, 0): ("tab:blue", "batch norm"), (0, 1): ("tab:orange", "He init"),
-              (1, 1): ("tab:green", "batch norm + He init")}
-    for (bn, he), (color, label) in styles.items():
-        part = cells[(cells["batch_norm"] == bn) & (cells["he_init"] == he)].sort_values("dropout")
-        left.errorbar(part["dropout"], part["mean"], yerr=part["std"].fillna(0), color=color, marker="o",
-                      capsize=3, label=f"{label} (exp {', '.join(map(str, part['experiment']))})")
-    left.set(xticks=[0, 1], xticklabels=["no dropout", "dropout 0.3"], ylabel="test accuracy (%)",
-             title="Cell means (± std over seeds)")
+    for bn, (color, label) in {0: ("grey", "no batch norm"), 1: ("tab:blue", "batch norm")}.items():
+        points = []
+        for he in (0, 1):
+            pair = cells[(cells["batch_norm"] == bn) & (cells["he_init"] == he)]
+            points.append(_contrast(cells, np.where(cells.index.isin(pair.index), 0.5, 0.0)) +
+                          (", ".join(map(str, pair["experiment"])),))
+        left.errorbar([0, 1], [p[0] for p in points], yerr=[p[1].se for p in points], color=color, marker="o",
+                      capsize=3, label=f"{label} (exps {' / '.join(p[2] for p in points)})")
+    left.set(xticks=[0, 1], xticklabels=["glorot_uniform", "he_uniform"], xlim=(-0.3, 1.3),
+             ylabel="test accuracy (%), mean over dropout", title="Batch norm x He init (± 1 SE)")
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
     y = np.arange(len(effects))[::-1]
     colors = ["tab:green" if real else "lightgrey" for real in effects["real"]]
-    right.barh(y, effects["estimate"], xerr=REAL_EFFECT_SE * effects["se"].fillna(0), color=colors, capsize=3)
+    right.barh(y, effects["estimate"], xerr=effects["threshold"].fillna(0), color=colors, capsize=3)
     right.axvline(0, color="black", linewidth=0.8)
     right.set_yticks(y, effects["effect"], fontsize=8)
-    right.set(xlabel="effect on test accuracy (points, ± 2 SE)", title="Effects (green: real)")
+    right.set(xlabel="effect on test accuracy (points, ± threshold at 5 % / 7)", title="Effects (green: real)")
     right.grid(axis="x", alpha=0.3)
     return fig
 
@@ -163,7 +230,7 @@ def sweep_table(records: Iterable, experiments: Sequence[Experiment]) -> pd.Data
                      "batch_size": exp.recipe.batch_size, "dropout": exp.spec.dropout, "seeds": len(runs),
                      "val_acc": float(finals.mean()) if len(finals) else float("nan"),
                      "best_val_acc": float(values.mean()) if len(values) else float("nan"),
-                     "train_acc": float(metric_values(runs, "train_acc").mean()) if runs else float("nan"),
+                     "train_acc": float(metric_values(runs, "train_eval_acc").mean()) if runs else float("nan"),
                      "epochs": runs[0].epochs_completed if runs else float("nan")})
     return pd.DataFrame(rows)
 
@@ -205,3 +272,39 @@ def best_point(table: pd.DataFrame) -> pd.Series | None:
     """The sweep point chosen on validation accuracy (never on the test set)."""
     usable = table.dropna(subset=["val_acc"])
     return None if usable.empty else usable.loc[usable["val_acc"].idxmax()]
+
+
+def sweep_sentence(table: pd.DataFrame, column: str, runs: Iterable) -> str:
+    """The sweep's choice on validation, said as it is: the best point, or that the best
+    points tie within the validation set's noise; and how the train-validation gap moves."""
+    best = best_point(table)
+    if best is None:
+        return "*No sweep point has finished runs.*"
+    by_variant: dict[str, list] = {}
+    for record in runs:
+        by_variant.setdefault(record.variant, []).append(record)
+    size = next(iter(by_variant.values()))[0].params["validation_size"]
+
+    def point(row) -> noise.Side:
+        values = tuple(float(r.val_acc) for r in by_variant.get(row["variant"], []))
+        return noise.Side(values, noise.binomial_var(row["val_acc"], size))
+
+    usable = table.dropna(subset=["val_acc"]).sort_values("val_acc", ascending=False)
+    name = f"{column} {best[column]:g}" if column != "variant" else str(best["variant"])
+    text = f"Chosen on validation ({size:,} images): **{name}** ({best['val_acc']:.2f} %)."
+    if len(usable) > 1:
+        runner_up = usable.iloc[1]
+        margin = best["val_acc"] - runner_up["val_acc"]
+        threshold = noise.difference_noise(point(runner_up), point(best)).threshold()
+        if margin <= threshold:
+            ties = usable[best["val_acc"] - usable["val_acc"] <= threshold]
+            names = ", ".join(f"{v:g}" if column != "variant" else str(v) for v in ties[column])
+            text = (f"On validation ({size:,} images) the points {names} tie: the best leads the next by "
+                    f"{margin:.2f} points, within the noise (±{threshold:.2f}), so no choice among them is "
+                    "supported by these runs.")
+    if column != "variant":
+        ends = table.dropna(subset=["val_acc"]).sort_values(column).iloc[[0, -1]]
+        gaps = ends["train_acc"] - ends["val_acc"]
+        text += (f" The train-validation gap goes from {gaps.iloc[0]:.1f} points at {column} "
+                 f"{ends[column].iloc[0]:g} to {gaps.iloc[1]:.1f} at {ends[column].iloc[1]:g}.")
+    return text

@@ -16,11 +16,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import backend
-from .claims import CONTRADICTED, SUPPORTED, Difference, Judgement, evaluate, get_claim, judge
+from .claims import CONTRADICTED, SUPPORTED, TOO_SHORT, Difference, Judgement, evaluate, get_claim, judge
+from .course import profile_settings, run_settings
 from .data import CifarData, load_cifar10
 from .experiments import CHAPTERS, Experiment, chapter_experiments, get_experiment
 from .model_code import architecture, code_changes, model_code
 from .models import build_model
+from .noise import settings_problem
 from .plots import plot_history, plot_study_comparison, save_figure
 from .reference import ReferenceRuns, load_reference
 from .results import display_table, results_table
@@ -69,12 +71,18 @@ class Chapter:
                  subset: int | None = None, out_dir: str | os.PathLike = "output",
                  log_every: int | None = None, eval_every: int = 1, speed: dict | Speed | None = None,
                  train: bool = True, reference_dir: str | os.PathLike | None = None, run_token: str | None = None,
-                 exercises: bool = True):
+                 exercises: bool = True, profile: str | None = None):
         self.number = number
         self.title = CHAPTERS[number]
         own = [e.number for e in chapter_experiments(number)]
         self.experiments = own if experiments is None else [get_experiment(n).number for n in experiments]
-        self.epochs, self.batch_size, self.seeds = epochs, batch_size, list(seeds)
+        sizes = profile_settings(profile)  # what the profile sets where a parameter is None
+        epochs = sizes["epochs"] if epochs is None else epochs
+        batch_size = sizes["batch_size"] if batch_size is None else batch_size
+        subset = sizes["subset"] if subset is None else subset
+        data_source = sizes["data"] if data_source is None else data_source
+        self.profile, self.every_recipe = profile, sizes["every_recipe"]
+        self.epochs, self.batch_size, self.seeds = epochs, batch_size, list(dict.fromkeys(seeds))
         self.data_source, self.subset, self.log_every = data_source, subset, log_every
         self.eval_every, self.speed, self.train = eval_every, Speed.coerce(speed), train
         self.run_token, self.exercises = run_token, exercises
@@ -104,13 +112,19 @@ class Chapter:
             show(self.reference.describe() + " Nothing is trained in this chapter: it reads those runs.")
             return
         (x_train, _), (x_test, _) = self.data
-        epochs = self.epochs or "each recipe's (the study's 300)"
-        batch = self.batch_size or "each recipe's (the study's 512)"
+        epochs = self.epochs or "the study's 300"
+        batch = self.batch_size or "the study's 512"
         show(f"Data: {self.data.source}: {len(x_train):,} training and {len(x_test):,} test images. "
-             f"Runs: epochs {epochs}, batch {batch}, seeds {self.seeds}, {evaluation_phrase(self.eval_every)}; "
+             f"Runs of the study's recipe: epochs {epochs}, batch {batch}; recipes of the course's own keep "
+             f"theirs. Seeds {self.seeds}, {evaluation_phrase(self.eval_every)}; "
              f"speed settings: {self.speed.describe()}. "
              f"Experiments in this run: {', '.join(map(str, self.experiments))}."
              + ("" if self.train else " Runs are read, not trained (`./run_all.sh` trained them first)."))
+        problem = settings_problem(len(x_train), len(x_test), self.epochs or 300, self.batch_size or 512)
+        if problem:
+            show(f"**A smoke test, not an experiment**: these settings cannot carry a verdict ({problem}), so "
+                 "every judgement below says *too short to judge*. For real effects use `profile = \"laptop\"` "
+                 "(about 30 minutes on a CPU) or the reference results (`reference_dir`).")
         if self.reference is not None:
             show(self.reference.describe() + " Its numbers are shown next to this run's.")
 
@@ -143,16 +157,16 @@ class Chapter:
         else the finished ones, or the reference's. ``keep_batch_size``: a sweep point
         whose batch size is what it varies ignores the chapter's batch size."""
         exp = get_experiment(experiment)
-        seeds = list(self.seeds if seeds is None else seeds)
-        batch_size = None if keep_batch_size else self.batch_size
+        seeds = list(dict.fromkeys(self.seeds if seeds is None else seeds))
+        epochs, batch_size = run_settings(exp, self.epochs, self.batch_size, keep_batch_size, self.every_recipe)
         if self.from_reference:
             found = [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
         elif self.train:
-            found = run_experiment(exp, epochs=self.epochs, batch_size=batch_size, data=self.data,
+            found = run_experiment(exp, epochs=epochs, batch_size=batch_size, data=self.data,
                                    out_dir=self.runs_dir, seeds=seeds, log_every=self.log_every,
                                    eval_every=self.eval_every, speed=self.speed)
         else:
-            found = find_finished(exp, self.data, self.epochs, batch_size, seeds, self.runs_dir, self.eval_every)
+            found = find_finished(exp, self.data, epochs, batch_size, seeds, self.runs_dir, self.eval_every)
         self.shown.update({Path(r.run_dir).name: r.digest() for r in found})
         return found
 
@@ -183,14 +197,24 @@ class Chapter:
         return records
 
     def reuse(self, number: int, seeds: Sequence[int] | None = None) -> list[RunRecord]:
-        """Runs of another chapter's experiment with these settings (trains nothing); they
-        join this chapter's records for its verdicts (runs it already holds stay as they are)."""
+        """Finished runs of another chapter's experiment with these settings, or the
+        reference's; never trains (a missing run is named, with how to make it). They join
+        this chapter's records for its verdicts (runs it already holds stay as they are)."""
         if self.records.get(number):
             return self.records[number]
-        seeds = list(self.seeds if seeds is None else seeds)
-        found = self.records_of(number, seeds)
+        exp = get_experiment(number)
+        seeds = list(dict.fromkeys(self.seeds if seeds is None else seeds))
+        if self.from_reference:
+            found = [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
+        else:
+            epochs, batch_size = run_settings(exp, self.epochs, self.batch_size, every_recipe=self.every_recipe)
+            found = find_finished(exp, self.data, epochs, batch_size, seeds, self.runs_dir, self.eval_every)
+        self.shown.update({Path(r.run_dir).name: r.digest() for r in found})
         if found:
             self.records[number] = found
+        else:
+            show(f"*Experiment {number} has no finished run with these settings in `{self.runs_dir}`: it is trained "
+                 f"in chapter {exp.chapter} (or `./run_all.sh --only {exp.chapter:02d}`); this cell trains nothing.*")
         return found
 
     def try_out(self, experiments: Sequence[int | Experiment], epochs: int | None = None, subset: int = 2000,
@@ -232,7 +256,8 @@ class Chapter:
             verdict, evidence = evaluate(Difference(before, after, metric), self.all_records())
             reading = {SUPPORTED: "a real increase", CONTRADICTED: "a real decrease"}.get(
                 verdict, "within run-to-run noise")
-            sentence = f"{evidence[0].upper()}{evidence[1:]}: **{reading}**."
+            sentence = (f"Experiment {before} → {after}: **{TOO_SHORT}** ({evidence})." if verdict == TOO_SHORT
+                        else f"{evidence[0].upper()}{evidence[1:]}: **{reading}**.")
         show(sentence)
         return sentence
 

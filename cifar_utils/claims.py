@@ -1,11 +1,12 @@
 """The study's conclusions, and chapter 6's, as data, each judged against our runs.
 
-A claim compares experiments on one metric, or reads one effect of chapter 6's factorial.
-The verdict allows for run-to-run noise:
-with two or more seeds per side the threshold is two standard errors of the difference;
-with a single seed the spread is unknown and the threshold is the study's own caution
-(a 1-point difference could be chance). Verdicts: "supported", "not separable from
-noise", "contradicted", or "not run" when an experiment has no record.
+A claim compares experiments on one metric, or reads chapter 6's factorial. The rules
+that decide a verdict live in ``noise``: the standard error adds the seeds' spread and
+the test set's binomial noise, the threshold is a t quantile at the 5 % level (two-sided),
+and runs that cannot carry a verdict (near chance, too few epochs or steps, too few test
+images, diverged) get "too short to judge" with the reason. Verdicts: "supported",
+"not separable from noise", "contradicted", "too short to judge", or "not run" when an
+experiment has no record.
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from . import noise
 from .experiments import get_experiment
-from .results import by_experiment, mean_std, metric_values
+from .results import by_experiment, side
 from .training import RunRecord
 
-SINGLE_SEED_NOISE = 1.0  # points; the study's own "a 1-point difference could be chance"
 SUPPORTED, NOISE, CONTRADICTED, NOT_RUN = "supported", "not separable from noise", "contradicted", "not run"
-METRIC_NAMES = {"test_acc": "test accuracy", "gap": "train-test gap"}
+TOO_SHORT = "too short to judge"
+VERDICTS = (SUPPORTED, NOISE, CONTRADICTED, TOO_SHORT, NOT_RUN)
+METRIC_NAMES = {"test_acc": "test accuracy", "gap": "train-test gap (final model, inference mode)"}
+_READ = {"supported": SUPPORTED, "contradicted": CONTRADICTED, "noise": NOISE}
 
 
 @dataclass(frozen=True)
 class Difference:
-    """``after`` minus ``before`` on ``metric``; ``expect`` +1 (rises), -1 (falls), 0 (no gain)."""
+    """``after`` minus ``before`` on ``metric``; ``expect`` +1 (rises), -1 (falls), 0 (no
+    change: within ``noise.EQUIVALENCE_MARGIN``, shown by two one-sided tests)."""
 
     before: int
     after: int
@@ -43,18 +48,25 @@ class Best:
 
 @dataclass(frozen=True)
 class Effect:
-    """The factorial effect ``term`` (e.g. ("batch_norm", "he_init")) is real, with sign ``expect``."""
+    """The factorial's main effect ``factor`` is the largest of the three (in size)."""
 
-    term: tuple[str, ...]
-    expect: int = 1
-    largest_main: bool = False  # and it is the largest of the three main effects
+    factor: str
+
+
+@dataclass(frozen=True)
+class OnlyTogether:
+    """``factor`` helps only when ``partner`` is on: its simple effect with ``partner`` is
+    positive, the interaction is positive, and without ``partner`` it does not help."""
+
+    factor: str
+    partner: str
 
 
 @dataclass(frozen=True)
 class Claim:
     key: str
     text: str
-    test: Difference | Best | Effect
+    test: Difference | Best | Effect | OnlyTogether
     source: str = "study"  # whose conclusion: the study's, or this course's chapter 6
 
 
@@ -78,33 +90,20 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("bn_alone", "Batch norm alone does not stop overfitting (gap larger than with dropout)",
           Difference(7, 11, metric="gap", expect=1)),
     Claim("depth", "Depth (VGG-like, two convs per block) raises test accuracy", Difference(9, 15)),
-    Claim("augment_alone", "Augmentation alone does not help", Difference(9, 16, expect=0)),
+    Claim("augment_alone", "Augmentation alone makes no real difference (within ±2 points)",
+          Difference(9, 16, expect=0)),
     Claim("augment_depth", "Augmentation plus depth helps", Difference(15, 17)),
     Claim("cnn_beats_dnn", "Even the smallest CNN beats a dense network with 70x its parameters",
           Difference(19, 2), source="chapter 6"),
-    Claim("bn_he_together", "He initialisation helps only together with batch norm (a positive interaction)",
-          Effect(("batch_norm", "he_init")), source="chapter 6"),
+    Claim("bn_he_together", "He initialisation helps only together with batch norm",
+          OnlyTogether("he_init", "batch_norm"), source="chapter 6"),
     Claim("dropout_main", "Dropout is the largest single effect of the three techniques",
-          Effect(("dropout",), largest_main=True), source="chapter 6"),
-    Claim("modern_recipe", "The modern recipe beats the study's on the same network (exp 17's), in a tenth of the "
-          "epochs", Difference(17, 20), source="chapter 6"),
+          Effect("dropout"), source="chapter 6"),
+    Claim("modern_recipe", "The modern recipe beats the study's on the same network (exp 17's)",
+          Difference(17, 20), source="chapter 6"),
     Claim("fast_network", "The airbench-style network beats the modern recipe on the VGG-like network",
           Difference(20, 21), source="chapter 6"),
 )
-
-
-def _stats(runs: list[RunRecord], metric: str) -> tuple[float, float, int]:
-    values = metric_values(runs, metric)
-    mean, std = mean_std(values)
-    return mean, std, len(values)
-
-
-def _threshold(sides: Iterable[tuple[float, float, int]]) -> tuple[float, str]:
-    sides = list(sides)
-    if all(n >= 2 for _, _, n in sides):
-        se = math.sqrt(sum(std ** 2 / n for _, std, n in sides))
-        return 2 * se, f"2 standard errors over {'/'.join(str(n) for _, _, n in sides)} seeds"
-    return SINGLE_SEED_NOISE, "single seed: spread unknown, 1-point threshold"
 
 
 def _study_value(number: int, metric: str) -> float:
@@ -114,84 +113,84 @@ def _study_value(number: int, metric: str) -> float:
     return study.train_acc - study.test_acc if metric == "gap" else getattr(study, metric)
 
 
+def _noise_text(estimate_noise: noise.Noise) -> str:
+    return f"noise ±{estimate_noise.threshold():.2f} at the 5 % level ({estimate_noise.how})"
+
+
 def _judge_difference(test: Difference, grouped: dict[int, list[RunRecord]]) -> tuple[str, str]:
-    before, after = _stats(grouped[test.before], test.metric), _stats(grouped[test.after], test.metric)
-    diff = after[0] - before[0]
-    threshold, how = _threshold([before, after])
-    study_diff = _study_value(test.after, test.metric) - _study_value(test.before, test.metric)
-    if test.expect == 0:
-        verdict = SUPPORTED if diff <= threshold else CONTRADICTED
-    elif test.expect * diff > threshold:
-        verdict = SUPPORTED
-    elif test.expect * diff < -threshold:
-        verdict = CONTRADICTED
-    else:
-        verdict = NOISE
+    before, after = side(grouped[test.before], test.metric), side(grouped[test.after], test.metric)
+    diff = after.mean - before.mean
     name = METRIC_NAMES.get(test.metric, test.metric)
+    if not math.isfinite(diff):
+        return TOO_SHORT, f"{name} was not measured for these runs (made before this version)"
+    estimate_noise = noise.difference_noise(before, after)
+    verdict = _READ[noise.classify(diff, estimate_noise, test.expect)]
+    study_diff = _study_value(test.after, test.metric) - _study_value(test.before, test.metric)
     study = "study did not run both" if math.isnan(study_diff) else f"study {study_diff:+.2f}"
-    evidence = (f"{name}: exp {test.before} {before[0]:.2f} → exp {test.after} {after[0]:.2f}, "
-                f"{diff:+.2f} points ({study}); noise ±{threshold:.2f} ({how})")
+    epochs = {r.epochs_completed for n in (test.before, test.after) for r in grouped[n]}
+    evidence = (f"{name}: exp {test.before} {before.mean:.2f} → exp {test.after} {after.mean:.2f}, "
+                f"{diff:+.2f} points ({study}); {_noise_text(estimate_noise)}")
+    if len(epochs) > 1:
+        evidence += "; epochs " + " vs ".join(str(grouped[n][0].epochs_completed) for n in (test.before, test.after))
+    if test.expect == 0 and verdict == CONTRADICTED:
+        evidence += f"; a real {'increase' if diff > 0 else 'decrease'}, not 'no difference'"
+    elif test.expect == 0 and verdict == NOISE:
+        evidence += f"; not shown to lie within ±{noise.EQUIVALENCE_MARGIN:g} points either"
     return verdict, evidence
 
 
 def _judge_best(test: Best, grouped: dict[int, list[RunRecord]]) -> tuple[str, str]:
-    stats = {n: _stats(grouped[n], "test_acc") for n in test.among}
-    ranked = sorted(stats, key=lambda n: stats[n][0], reverse=True)
-    winner = stats[test.winner]
+    """The winner must beat its best rival beyond noise; it is contradicted when some rival
+    beats it beyond a threshold corrected for the number of rivals (Bonferroni)."""
+    sides = {n: side(grouped[n], "test_acc") for n in test.among}
+    ranked = sorted(sides, key=lambda n: sides[n].mean, reverse=True)
+    winner = sides[test.winner]
     rival = ranked[1] if ranked[0] == test.winner else ranked[0]
-    margin = winner[0] - stats[rival][0]
-    threshold, how = _threshold([winner, stats[rival]])
-    if margin > threshold:
+    margin = winner.mean - sides[rival].mean
+    estimate_noise = noise.difference_noise(sides[rival], winner)
+    rivals = len(test.among) - 1
+    if margin > estimate_noise.threshold(noise.LEVEL / 2, sides=1):
         verdict = SUPPORTED
-    elif margin < -threshold:
+    elif -margin > estimate_noise.threshold(noise.LEVEL / 2 / rivals, sides=1):
         verdict = CONTRADICTED
     else:
         verdict = NOISE
-    evidence = (f"exp {test.winner} {winner[0]:.2f} vs best rival exp {rival} {stats[rival][0]:.2f}: "
-                f"{margin:+.2f} points; noise ±{threshold:.2f} ({how}); "
-                f"ranking {', '.join(str(n) for n in ranked)}")
+    evidence = (f"exp {test.winner} {winner.mean:.2f} vs best rival exp {rival} {sides[rival].mean:.2f}: "
+                f"{margin:+.2f} points; {_noise_text(estimate_noise)}; ranking {', '.join(map(str, ranked))}")
     return verdict, evidence
 
 
-def _judge_effect(test: Effect, records: list[RunRecord]) -> tuple[str, str]:
-    from .beyond import factorial_cells, factorial_effects
+def _judge_factorial(test: Effect | OnlyTogether, records: list[RunRecord]) -> tuple[str, str]:
+    from .beyond import factorial_cells, judge_largest, judge_only_together
 
-    effects = factorial_effects(factorial_cells(records)).set_index("effect")
-    key = " x ".join(test.term)
-    row = effects.loc[key]
-    if not math.isfinite(row["se"]):
-        return NOISE, f"effect {row['estimate']:+.2f} points; one seed per cell, so its spread is unknown"
-    verdict = NOISE if not row["real"] else SUPPORTED if test.expect * row["estimate"] > 0 else CONTRADICTED
-    evidence = (f"effect {row['estimate']:+.2f} ± {row['se']:.2f} points (real beyond ±{2 * row['se']:.2f}, "
-                f"{row['seeds per cell']} seeds per cell)")
-    if test.largest_main:
-        mains = effects[effects["order"] == 1].drop(key)
-        rival = mains["estimate"].abs().idxmax()
-        margin = abs(row["estimate"]) - abs(mains.loc[rival, "estimate"])
-        threshold = 2 * math.sqrt(2) * row["se"]  # two effects of one design: independent, equal SE
-        evidence += f"; next largest main effect: {rival} {mains.loc[rival, 'estimate']:+.2f}"
-        if margin < -threshold:
-            verdict = CONTRADICTED
-        elif margin <= threshold and verdict == SUPPORTED:
-            verdict = NOISE
-    return verdict, evidence
-
-
-def evaluate(test: Difference | Best | Effect, records: Iterable[RunRecord]) -> tuple[str, str]:
-    """(verdict, evidence) for one comparison of experiments or one factorial effect."""
-    records = list(records)
-    grouped = by_experiment(records)
+    cells = factorial_cells(records)
     if isinstance(test, Effect):
+        return judge_largest(cells, test.factor)
+    return judge_only_together(cells, test.factor, test.partner)
+
+
+def _needed(test) -> list[int]:
+    if isinstance(test, Effect | OnlyTogether):
         from .beyond import FACTORIAL
 
-        missing = [n for n in FACTORIAL.values() if not grouped.get(n)]
-        if missing:
-            return NOT_RUN, f"no runs of factorial cell(s) {', '.join(map(str, missing))}"
-        return _judge_effect(test, records)
-    needed = (test.before, test.after) if isinstance(test, Difference) else test.among
+        return list(FACTORIAL.values())
+    return [test.before, test.after] if isinstance(test, Difference) else list(test.among)
+
+
+def evaluate(test: Difference | Best | Effect | OnlyTogether, records: Iterable[RunRecord]) -> tuple[str, str]:
+    """(verdict, evidence) for one comparison of experiments or one factorial claim."""
+    records = list(records)
+    grouped = by_experiment(records)
+    needed = _needed(test)
     missing = [n for n in needed if not grouped.get(n)]
     if missing:
-        return NOT_RUN, f"no runs of experiment(s) {', '.join(map(str, missing))}"
+        what = "factorial cell(s)" if isinstance(test, Effect | OnlyTogether) else "experiment(s)"
+        return NOT_RUN, f"no runs of {what} {', '.join(map(str, missing))}"
+    problem = noise.carry_problem({f"exp {n}": grouped[n] for n in needed})
+    if problem:
+        return TOO_SHORT, problem
+    if isinstance(test, Effect | OnlyTogether):
+        return _judge_factorial(test, [r for n in needed for r in grouped[n]])
     return _judge_difference(test, grouped) if isinstance(test, Difference) else _judge_best(test, grouped)
 
 

@@ -14,8 +14,22 @@ from .experiments import Experiment, chapter_experiments, get_experiment
 
 SUMMARY = "05_summary"
 # What a chapter notebook's parameters mean (README and --help repeat it).
-CHAPTER_PARAMETERS = ("epochs", "batch_size", "seeds", "data_source", "subset", "out_dir", "experiments",
+CHAPTER_PARAMETERS = ("profile", "epochs", "batch_size", "seeds", "data_source", "subset", "out_dir", "experiments",
                       "log_every", "eval_every", "speed", "train", "reference_dir", "run_token", "exercises")
+# The course's sizes. Each sets the data, seeds, and the epochs and batch size of the
+# runs that use the study's recipe (``run_settings``); chapter 6's own recipes keep theirs,
+# except in quick (``every_recipe``).
+# quick: 500 sample images, 2 epochs for every run: every chapter and figure in minutes, no verdict.
+# laptop: 5,000 real training images (500 a class), the full 10,000-image test set (its
+#   binomial noise about 0.5 points), 15 epochs at batch 64 (1,185 steps, the study's 512
+#   would give 150): the study's effects show and can be judged on 2 CPU cores in about
+#   30 minutes (docs/benchmarks.md).
+# full: the study's recipe as it was (300 epochs, batch 512) on the full data.
+PROFILES = {
+    "quick": {"data": "sample", "epochs": 2, "batch_size": None, "seeds": [0], "subset": 500, "every_recipe": True},
+    "laptop": {"data": None, "epochs": 15, "batch_size": 64, "seeds": [0], "subset": 5000, "every_recipe": False},
+    "full": {"data": None, "epochs": None, "batch_size": None, "seeds": [0], "subset": None, "every_recipe": False},
+}
 # Chapter 6's own parameters; defaults as in its notebook (the full profile).
 CHAPTER6_DEFAULTS = {"factorial_seeds": [0, 1, 2], "modern_seeds": [0, 1, 2], "fast_seeds": [0, 1, 2, 3, 4],
                      "grid_epochs": 30, "learning_rates": [3e-4, 1e-3, 3e-3], "batch_sizes": [128, 512, 2048],
@@ -24,6 +38,37 @@ CHAPTER6_DEFAULTS = {"factorial_seeds": [0, 1, 2], "modern_seeds": [0, 1, 2], "f
 # (One seed per factorial cell: the effects show, their standard errors need the full profile.)
 CHAPTER6_QUICK = {"factorial_seeds": [0], "modern_seeds": [0], "fast_seeds": [0], "grid_epochs": 2,
                   "learning_rates": [1e-3, 3e-3], "batch_sizes": [128, 512], "dropout_rates": [0.0, 0.5]}
+# The laptop profile: three seeds per factorial cell (its effects get measured error bars),
+# a 3 x 2 grid and three dropout rates at the profile's 15 epochs.
+CHAPTER6_LAPTOP = {"factorial_seeds": [0, 1, 2], "modern_seeds": [0], "fast_seeds": [0], "grid_epochs": 15,
+                   "learning_rates": [3e-4, 1e-3, 3e-3], "batch_sizes": [64, 512], "dropout_rates": [0.0, 0.3, 0.5]}
+CHAPTER6_PROFILES = {"quick": CHAPTER6_QUICK, "laptop": CHAPTER6_LAPTOP, "full": CHAPTER6_DEFAULTS}
+
+
+def profile_settings(profile: str | None) -> dict:
+    """A profile's settings; refuses an unknown name by listing the known ones."""
+    name = profile or "full"
+    if name not in PROFILES:
+        raise ValueError(f"profile {profile!r}: unknown; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def chapter6_settings(profile: str | None, given: dict) -> dict:
+    """Chapter 6's own parameters: what was given, the profile's for the rest (None)."""
+    defaults = CHAPTER6_PROFILES[profile or "full"]
+    return {key: defaults[key] if given.get(key) is None else given[key] for key in defaults}
+
+
+def run_settings(experiment: Experiment, epochs: int | None, batch_size: int | None,
+                 keep_batch_size: bool = False, every_recipe: bool = False) -> tuple[int | None, int | None]:
+    """The (epochs, batch size) overrides one run gets: a profile's or the reader's apply
+    to experiments trained with the study's recipe; a recipe of the course's own keeps its
+    length and batch (its schedule and learning rate belong to them) unless
+    ``every_recipe`` (the quick profile's smoke test shortens everything), and a sweep point
+    whose batch size is the thing varied keeps it."""
+    if not (experiment.study_recipe or every_recipe):
+        return None, None
+    return epochs, None if keep_batch_size else batch_size
 
 
 @dataclass(frozen=True)
@@ -46,7 +91,7 @@ def needed_runs(stem: str, parameters: dict) -> list[NeededRun]:
     number = chapter_number(stem)
     seeds = list(parameters.get("seeds") or [0])
     if number == 6:
-        settings = {**CHAPTER6_DEFAULTS, **{k: v for k, v in parameters.items() if k in CHAPTER6_DEFAULTS}}
+        settings = chapter6_settings(parameters.get("profile"), parameters)
         return [NeededRun(exp, seed, keep) for exp, seed, keep in chapter6_runs(seeds=seeds, **settings)]
     chosen = parameters.get("experiments")
     experiments = chapter_experiments(number) if chosen is None else [get_experiment(n) for n in chosen]
@@ -56,6 +101,7 @@ def needed_runs(stem: str, parameters: dict) -> list[NeededRun]:
 def all_seeds(parameters: dict) -> list[int]:
     """Every seed any chapter uses with these parameters: what the summary looks for."""
     found = set(parameters.get("seeds") or [0])
+    settings = chapter6_settings(parameters.get("profile"), parameters)
     for key in ("factorial_seeds", "modern_seeds", "fast_seeds"):
-        found |= set(parameters.get(key) or CHAPTER6_DEFAULTS[key])
+        found |= set(settings[key])
     return sorted(found)

@@ -185,6 +185,15 @@ class Experiment:
         return self.recipe.augment != "none"
 
     @property
+    def study_recipe(self) -> bool:
+        """Trained with the study's recipe (its augmentation or none). A course profile's
+        epochs and batch size shorten these runs; a recipe of its own (chapter 6's modern
+        recipes, the sweeps) keeps its length and batch, which its schedule and learning
+        rate were set for."""
+        return self.recipe.augment in ("none", "shift_flip") and \
+            replace(self.recipe, augment="none") == STUDY_RECIPE
+
+    @property
     def key(self) -> str:
         """Stable short name used for folders and figure files, e.g. ``exp07`` or ``exp09-lr0.003``."""
         base = f"exp{self.number:02d}"

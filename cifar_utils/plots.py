@@ -146,7 +146,8 @@ def plot_curves_together(records: Iterable[RunRecord], experiments: Sequence[int
 
 
 def plot_run_groups(groups: dict[str, Sequence[RunRecord]], metric: str = "accuracy", title: str = "") -> Figure:
-    """Groups of runs (e.g. an experiment and its variant) on one axis: train dashed, the
+    """Groups of runs (e.g. an experiment and its variant) on one axis: Keras' running
+    training figure dashed (averaged over each epoch, dropout and augmentation on), the
     evaluation set solid, mean over each group's seeds."""
     scale, unit = (100.0, "accuracy (%)") if metric == "accuracy" else (1.0, metric)
     fig, ax = plt.subplots(figsize=(10, 5), layout="constrained")
@@ -154,7 +155,7 @@ def plot_run_groups(groups: dict[str, Sequence[RunRecord]], metric: str = "accur
     for index, (label, runs) in enumerate(groups.items()):
         color = colors[index % len(colors)]
         evaluated_on = runs[0].evaluated_on
-        for prefix, style, part in (("", "--", "train"), ("val_", "-", evaluated_on)):
+        for prefix, style, part in (("", "--", "train, running"), ("val_", "-", evaluated_on)):
             mean, _ = curves(runs, f"{prefix}{metric}", scale)
             epochs, evaluated = _evaluated(mean)
             ax.plot(epochs, mean[evaluated], linestyle=style, color=color, label=f"{label} ({part})",
@@ -167,8 +168,11 @@ def plot_run_groups(groups: dict[str, Sequence[RunRecord]], metric: str = "accur
 
 
 def gap_curves(records: Iterable[RunRecord], experiments: Sequence[int] = (6, 7, 11)) -> pd.DataFrame:
-    """Train minus test accuracy (points, mean over seeds) per evaluated epoch: rows 1-based epochs,
-    one column per experiment that was run; NaN where an experiment was not evaluated."""
+    """Keras' running training accuracy minus test accuracy (points, mean over seeds) per
+    evaluated epoch: rows 1-based epochs, one column per experiment that was run; NaN where
+    an experiment was not evaluated. The running figure is averaged over an epoch while the
+    weights move, with dropout, augmentation and batch statistics on, so it is not the
+    final model's gap: ``final_gaps`` is."""
     columns = {}
     for number, runs in _grouped(records, experiments, "gap_curves").items():
         gap = curves(runs, "accuracy", 100)[0] - curves(runs, "val_accuracy", 100)[0]
@@ -179,18 +183,33 @@ def gap_curves(records: Iterable[RunRecord], experiments: Sequence[int] = (6, 7,
     return frame
 
 
+def final_gaps(records: Iterable[RunRecord], experiments: Sequence[int] = (6, 7, 11)) -> pd.Series:
+    """The final model's train minus test accuracy, both in inference mode (points, mean
+    over seeds), per experiment that was run: the gap the verdicts judge."""
+    grouped = _grouped(records, experiments, "final_gaps")
+    gaps = {n: float(np.mean([r.gap for r in runs])) for n, runs in grouped.items()}
+    return pd.Series(gaps, name="final model gap", dtype=float).rename_axis("experiment")
+
+
 def plot_gap_curves(records: Iterable[RunRecord], experiments: Sequence[int] = (6, 7, 11),
                     title: str | None = None) -> Figure:
-    """The train-test accuracy gap per epoch, one line per experiment: how fast each one overfits."""
-    gaps = gap_curves(records, experiments)
+    """The gap per epoch from Keras' running training accuracy (lines: how fast each model
+    overfits) and the final model's gap in inference mode (stars at the last epoch: what
+    the verdicts judge), one colour per experiment."""
+    records = list(records)
+    gaps, final = gap_curves(records, experiments), final_gaps(records, experiments)
     fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
     for number in gaps.columns:
         values = gaps[number].dropna()
-        ax.plot(values.index, values.to_numpy(), label=get_experiment(number).label,
-                marker="o" if len(values) < 12 else None, markersize=3)
+        line, = ax.plot(values.index, values.to_numpy(), label=f"{get_experiment(number).label} (running)",
+                        marker="o" if len(values) < 12 else None, markersize=3)
+        if np.isfinite(final.get(number, np.nan)):
+            ax.plot([values.index.max()], [final[number]], marker="*", markersize=14, color=line.get_color(),
+                    linestyle="none", label=f"{get_experiment(number).label}: final model, inference mode")
     ax.axhline(0, color="grey", linewidth=1)
     ax.set(xlabel="epoch", ylabel="train − test accuracy (points)",
-           title=title or "Overfitting: train minus test accuracy per evaluated epoch (mean over seeds)")
+           title=title or "Overfitting: running train accuracy minus test accuracy per epoch, and the final "
+                          "model's gap (stars)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
@@ -341,6 +360,6 @@ def save_figure(fig: Figure, figures_dir: str | os.PathLike, chapter: int | str,
 
 
 __all__ = ["plot_history", "plot_test_accuracy_curves", "plot_study_comparison", "save_figure", "figure_path",
-           "plot_curves_together", "plot_run_groups", "gap_curves", "plot_gap_curves", "confusion_counts",
+           "plot_curves_together", "plot_run_groups", "gap_curves", "final_gaps", "plot_gap_curves", "confusion_counts",
            "per_class_accuracy", "plot_confusion", "confident_mistakes", "plot_confident_mistakes",
            "plot_accuracy_vs_time"]

@@ -11,6 +11,7 @@ import numpy as np
 
 from .augment import translate_images
 from .experiments import Recipe
+from .final_model import ema_momentum
 
 # Views of test-time augmentation: (flip, dy, dx). "flip_shift" adds one-pixel shifts
 # (reflect padding) of both the image and its mirror, as airbench's multi-crop TTA does.
@@ -66,12 +67,13 @@ def learning_rate(recipe: Recipe, steps_per_epoch: int, epochs: int):
 
 
 def make_optimizer(recipe: Recipe, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
-    """The recipe's optimizer with its schedule, weight decay and weight EMA."""
+    """The recipe's optimizer with its schedule, weight decay and weight EMA (its momentum
+    lowered for runs too short for it: ``final_model.ema_momentum``)."""
     common = {"learning_rate": learning_rate(recipe, steps_per_epoch, epochs)}
     if recipe.weight_decay:
         common["weight_decay"] = recipe.weight_decay
     if recipe.ema:
-        common.update(use_ema=True, ema_momentum=recipe.ema)
+        common.update(use_ema=True, ema_momentum=ema_momentum(recipe.ema, steps_per_epoch * epochs))
     if recipe.optimizer == "sgd":
         return keras.optimizers.SGD(momentum=recipe.momentum, nesterov=recipe.nesterov, **common)
     if recipe.optimizer == "adamw":

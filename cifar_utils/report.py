@@ -11,7 +11,14 @@ chapter made with other settings, one whose runs were retrained or removed since
 that never reached its last cell, is left out and named in the banner, and so are its
 figures. "Reached its last cell" is read from the chapter's own results file, which
 carries the token of the execution that wrote it: papermill's metadata cannot tell an
-interrupted execution from a finished one.
+interrupted execution from a finished one. An earlier chapter is kept only if the runs it
+showed used this invocation's data (a file replaced at the same path has another data id),
+and "this invocation" is the profile the driver hands over, not ``profile.json``, which
+another invocation on the same output folder may have rewritten since.
+
+The report folder is the reader's: a report writes ``index.html``, ``results.csv`` and
+``figures/``, lists them in a manifest, and on the next build replaces or removes only
+what that manifest lists; a folder holding anything else is refused (``folders``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import nbformat
 
 from .chapter import results_marker
 from .course import SUMMARY, chapter_number
+from .folders import ReportFolderError, read_manifest, report_folder_problem, write_manifest
+from .reference import relative_run_dir
 from .summary import SUMMARY_MARKER
 from .training import RECORD_FILE, RunError, RunRecord, evaluation_phrase
 
@@ -73,31 +82,78 @@ def chapter_status(path: Path, out_dir: Path, profile: dict) -> ChapterStatus:
     expected = profile.get("parameters", {}).get(path.stem)
     if expected is None:
         return ChapterStatus(path, False, "left out: not part of this course's notebooks now")
-    changed = changed_runs(marker)
-    if changed:
-        return ChapterStatus(path, False, f"left out: {len(changed)} of the runs it showed were retrained or removed "
-                                          f"since ({', '.join(changed[:3])})")
-    then, now = _numbers_settings(ran_with), _numbers_settings(expected)
-    if then != now:
-        differing = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
-        detail = ", ".join(f"{k} {then.get(k)!r} (now {now.get(k)!r})" for k in differing[:4])
-        return ChapterStatus(path, False, f"left out: made with other settings: {detail}")
+    why = _changed_note(marker) or _other_data_note(marker, profile) or _settings_note(ran_with, expected)
+    if why:
+        return ChapterStatus(path, False, f"left out: {why}")
     when = nb.metadata.get("papermill", {}).get("end_time", "")[:16].replace("T", " ")
     return ChapterStatus(path, True, f"from an earlier invocation with the same settings ({when} UTC)", figures)
 
 
+def _changed_note(marker: dict) -> str | None:
+    changed = changed_runs(marker)
+    if changed:
+        return f"{len(changed)} of the runs it showed were retrained or removed since ({', '.join(changed[:3])})"
+    return None
+
+
+def _other_data_note(marker: dict, profile: dict) -> str | None:
+    """An earlier chapter's runs on other data than this invocation's (same path, new file)."""
+    now = profile.get("data_fingerprint")
+    other = sorted(shown_data(marker) - {now}) if now else []
+    return f"made with other data: data id {', '.join(other)} (now {now})" if other else None
+
+
+def _settings_note(ran_with: dict, expected: dict) -> str | None:
+    then, now = _numbers_settings(ran_with), _numbers_settings(expected)
+    if then == now:
+        return None
+    differing = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
+    return "made with other settings: " + ", ".join(f"{k} {then.get(k)!r} (now {now.get(k)!r})"
+                                                    for k in differing[:4])
+
+
 def changed_runs(marker: dict) -> list[str]:
     """The runs a finished chapter showed that are no longer on disk as they were."""
-    folder = Path(marker.get("runs_in", ""))
-    changed = []
-    for name, digest in marker.get("runs", {}).items():
-        try:
-            current = RunRecord.from_file(folder / name / RECORD_FILE).digest()
-        except RunError:
-            current = None
-        if current != digest:
-            changed.append(name)
-    return changed
+    folder = _runs_in(marker)
+    return [name for name, digest in marker.get("runs", {}).items() if digest not in _current_digests(folder, name)]
+
+
+def _runs_in(marker: dict) -> Path | None:
+    """The folder a chapter read its runs from (None when its marker does not say)."""
+    return Path(marker["runs_in"]) if marker.get("runs_in") else None
+
+
+def shown_data(marker: dict) -> set[str]:
+    """The data ids of the runs a finished chapter showed, as they are on disk now."""
+    folder = _runs_in(marker)
+    found = (_current_record(folder, name)[1] for name in marker.get("runs", {}))
+    ids = (r.params.get("data_fingerprint") for r in found if r is not None and isinstance(r.params, dict))
+    return {str(i) for i in ids if i}
+
+
+def _current_record(folder: Path | None, name: str) -> tuple[Path | None, RunRecord | None]:
+    """Where run ``name`` is under ``folder`` and its record (in a reference, the shallowest copy)."""
+    if folder is None:
+        return None, None
+    path = folder / name / RECORD_FILE
+    if not path.exists():
+        nested = sorted(folder.glob(f"**/{name}/{RECORD_FILE}"), key=lambda p: (len(p.parts), p))
+        path = nested[0] if nested else path
+    try:
+        return path, RunRecord.from_file(path)
+    except RunError:
+        return path, None
+
+
+def _current_digests(folder: Path | None, name: str) -> set[str]:
+    """The digests a chapter may have recorded for this run: as stored, and as a reference
+    reads it (its ``run_dir`` relative to the reference, wherever the record says it was)."""
+    path, record = _current_record(folder, name)
+    if record is None:
+        return set()
+    digests = {record.digest()}
+    record.run_dir = relative_run_dir(path, folder.parent)
+    return digests | {record.digest()}
 
 
 def _banner(profile: dict) -> str:
@@ -107,13 +163,26 @@ def _banner(profile: dict) -> str:
         return (f"QUICK PROFILE: {profile.get('epochs')} epochs on the bundled sample ({where}). "
                 "A smoke test of the pipeline: these are not the study's numbers.")
     if profile.get("profile") == "reference":
-        return (f"Reference results from {profile.get('reference')}: the numbers, curves and verdicts of one "
-                f"full run of the course, rendered without training ({where} for the example figures).")
+        return _reference_banner(profile, where)
     epochs = profile.get("epochs") or "each recipe's (the study's 300)"
     batch = profile.get("batch_size") or "each recipe's (the study's 512)"
     return (f"Full profile: epochs {epochs}, batch {batch}, seeds {profile.get('seeds')}, "
             f"{evaluation_phrase(profile.get('eval_every', 1))}; {where}; "
             f"speed settings: {profile.get('speed', 'Keras defaults')}; started {profile.get('started')}.")
+
+
+def _reference_banner(profile: dict, where: str) -> str:
+    """What the reference is, as its own profile says: an empty one claims no numbers."""
+    reference, runs = profile.get("reference"), profile.get("reference_runs")
+    if runs == 0:
+        return (f"The reference folder {reference} holds no runs: this report shows no results, only the chapters' "
+                f"text and example figures ({where}).")
+    made_by = {"full": "one full run of the course",
+               "quick": "a --quick run, a smoke test of the pipeline: not the study's numbers"}.get(
+        profile.get("reference_profile"), "a run whose profile the reference does not record")
+    count = f"{runs} runs of " if runs else ""
+    return (f"Reference results from {reference} ({count}{made_by}): the numbers, curves and verdicts rendered "
+            f"without training ({where} for the example figures).")
 
 
 def _slides_only(cell) -> bool:
@@ -155,39 +224,64 @@ def merged_notebook(statuses: list[ChapterStatus], profile: dict) -> nbformat.No
     return merged
 
 
-def build_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike) -> Path:
-    """Write ``report_dir/index.html``, ``results.csv`` and ``figures/``; return the index path."""
+def build_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike, profile: dict | None = None) -> Path:
+    """Write ``report_dir/index.html``, ``results.csv`` and ``figures/``; return the index path.
+
+    ``profile`` is this invocation's (``./run_all.sh`` hands it over); without it,
+    ``out_dir/profile.json``. A report folder holding files no report wrote is refused
+    before anything is written (``ReportFolderError``); only files an earlier report
+    listed in the folder's manifest are ever replaced or removed."""
     from nbconvert import HTMLExporter
 
-    out_dir, report_dir = Path(out_dir), Path(report_dir)
+    out_dir, report_dir = Path(out_dir).resolve(), Path(report_dir).resolve()
+    problem = report_folder_problem(report_dir, out_dir)
+    if problem:
+        raise ReportFolderError(f"{report_dir}: {problem}")
     executed = sorted((out_dir / "notebooks").glob("*.ipynb"))
     if not executed:
         raise FileNotFoundError(f"{out_dir / 'notebooks'}: no executed notebooks to build a report from")
     executed.sort(key=lambda p: (p.stem != SUMMARY, p.stem))
-    profile_path = out_dir / "profile.json"
-    profile = json.loads(profile_path.read_text()) if profile_path.exists() else {}
+    if profile is None:
+        profile_path = out_dir / "profile.json"
+        profile = json.loads(profile_path.read_text()) if profile_path.exists() else {}
     statuses = [chapter_status(path, out_dir, profile) for path in executed]
     exporter = HTMLExporter(template_name="report", extra_template_basedirs=[str(TEMPLATES)],
                             exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True, embed_images=True)
     body, _ = exporter.from_notebook_node(merged_notebook(statuses, profile))
+    copies = _report_copies(out_dir, statuses)
+    _write_report_files(report_dir, f"<!-- {_banner(profile)} -->\n" + body, copies)
+    return report_dir / "index.html"
+
+
+def _report_copies(out_dir: Path, statuses: list[ChapterStatus]) -> dict[str, Path]:
+    """What goes beside the index: the summary's table if the summary is in, and the
+    figures of the chapters that are (relative name in the report -> source file)."""
+    copies: dict[str, Path] = {}
+    results = out_dir / "results" / "results.csv"
+    if results.exists() and any(s.included and s.path.stem == SUMMARY for s in statuses):
+        copies["results.csv"] = results
+    for name in sorted({f for s in statuses if s.included for f in s.figures}):
+        if (out_dir / "figures" / name).exists():
+            copies[f"figures/{name}"] = out_dir / "figures" / name
+    return copies
+
+
+def _write_report_files(report_dir: Path, html: str, copies: dict[str, Path]) -> None:
+    """Write the report and remove what an earlier report wrote that this one does not hold.
+    The manifest lists the old and new files while writing, so a crash leaves nothing that
+    a later report would take for a reader's; then it lists only the new ones."""
+    earlier = read_manifest(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    first_line = f"<!-- {_banner(profile)} -->\n"
+    now = {"index.html", *copies}
+    write_manifest(report_dir, earlier | now)
     index = report_dir / "index.html"
     tmp = index.with_name(".index.html.tmp")
-    tmp.write_text(first_line + body, encoding="utf-8")
+    tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, index)
-    results = out_dir / "results" / "results.csv"
-    summary_included = any(s.included and s.path.stem == SUMMARY for s in statuses)
-    (report_dir / "results.csv").unlink(missing_ok=True)
-    if results.exists() and summary_included:
-        shutil.copyfile(results, report_dir / "results.csv")
-    figures = report_dir / "figures"
-    if figures.exists():
-        shutil.rmtree(figures)
-    figures.mkdir()
-    for name in sorted({f for s in statuses if s.included for f in s.figures}):
-        source = out_dir / "figures" / name
-        if source.exists():
-            shutil.copyfile(source, figures / name)
-    return index
+    (report_dir / "figures").mkdir(exist_ok=True)
+    for name, source in copies.items():
+        shutil.copyfile(source, report_dir / name)
+    for name in sorted(earlier - now):
+        (report_dir / name).unlink(missing_ok=True)
+    write_manifest(report_dir, now)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
+from . import noise
 from .experiments import STUDY_EXPERIMENTS, get_experiment
 from .training import RunRecord
 
@@ -19,21 +21,44 @@ def select_records(records: Iterable[RunRecord], epochs: int | None = None,
             and (batch_size is None or r.params["batch_size"] == batch_size)]
 
 
+def distinct_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
+    """Each run once: the same run seen twice (``seeds=[0, 0]``, a folder copied under a
+    second name) is one seed, not two. A run is its experiment, variant, seed and params."""
+    seen, kept = set(), []
+    for record in records:
+        key = (record.experiment, record.variant, record.seed, json.dumps(record.params, sort_keys=True))
+        if key not in seen:
+            seen.add(key)
+            kept.append(record)
+    return kept
+
+
 def by_experiment(records: Iterable[RunRecord]) -> dict[int, list[RunRecord]]:
-    """Registry experiments' runs by number; sweep variants (``record.variant``) are kept
-    apart by the sweeps' own tables and never mix into an experiment's row."""
+    """Registry experiments' distinct runs by number; sweep variants (``record.variant``)
+    are kept apart by the sweeps' own tables and never mix into an experiment's row."""
     grouped: dict[int, list[RunRecord]] = {}
-    for record in sorted(records, key=lambda r: (r.experiment, r.seed)):
+    for record in sorted(distinct_runs(records), key=lambda r: (r.experiment, r.seed)):
         if not record.variant:
             grouped.setdefault(record.experiment, []).append(record)
     return grouped
 
 
 def metric_values(records: Iterable[RunRecord], metric: str) -> np.ndarray:
-    """One value per seed; ``gap`` is train minus test accuracy (overfitting), in points."""
+    """One value per seed; ``gap`` is the final model's train minus test accuracy, both in
+    inference mode (``RunRecord.gap``; NaN for runs made before it was recorded)."""
     if metric == "gap":
-        return np.array([r.train_acc - r.test_acc for r in records])
+        return np.array([r.gap for r in records], dtype=float)
     return np.array([getattr(r, metric) for r in records], dtype=float)
+
+
+def side(runs: list[RunRecord], metric: str) -> noise.Side:
+    """One experiment's runs as a side of a comparison: values per seed and binomial noise."""
+    values = tuple(float(v) for v in metric_values(runs, metric))
+    per_run = [noise.binomial_var(r.test_acc, r.params["test_size"]) for r in runs]
+    if metric == "gap":
+        per_run = [b + noise.binomial_var(r.train_eval_acc, r.train_eval_images) for b, r in zip(per_run, runs,
+                                                                                                     strict=True)]
+    return noise.Side(values, float(sum(per_run) / len(per_run)) if per_run else float("nan"))
 
 
 def mean_std(values: np.ndarray) -> tuple[float, float]:
@@ -49,11 +74,23 @@ def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def bn_statistics_matter(runs: list[RunRecord]) -> bool:
+    """Does re-estimating the batch-norm statistics change the test accuracy by more than
+    the noise (``noise``: seeds and both test evaluations)?"""
+    runs = [r for r in runs if np.isfinite(r.bn_reestimated_test_acc)]
+    if not runs:
+        return False
+    plain = side(runs, "test_acc")
+    reestimated = noise.Side(tuple(float(r.bn_reestimated_test_acc) for r in runs), plain.binomial_var)
+    return abs(reestimated.mean - plain.mean) > noise.difference_noise(plain, reestimated).threshold()
+
+
 def results_table(records: Iterable[RunRecord], experiments: Iterable[int] | None = None) -> pd.DataFrame:
     """One row per experiment (the study's 17 by default, NaN where not run). Test accuracy
-    is the final model's; ``best_test_acc`` exists only where the test set was evaluated
-    every epoch (the study's way); the study's columns are NaN for the course's own
-    experiments."""
+    is the final model's; ``train_acc_mean`` and the gap are the final model's in inference
+    mode (``running_train_acc_mean`` is Keras' figure during the last epoch);
+    ``best_test_acc`` exists only where the test set was evaluated every epoch (the study's
+    way); the study's columns are NaN for the course's own experiments."""
     grouped = by_experiment(records)
     numbers = list(experiments) if experiments is not None else [e.number for e in STUDY_EXPERIMENTS]
     rows = []
@@ -68,7 +105,10 @@ def results_table(records: Iterable[RunRecord], experiments: Iterable[int] | Non
             "study_test_acc": study.test_acc if study else nan, "test_acc_mean": test_mean,
             "test_acc_std": test_std, "seeds": len(runs),
             "difference": test_mean - study.test_acc if study else nan,
-            "train_acc_mean": mean_std(metric_values(runs, "train_acc"))[0], "train_test_gap": gap_mean,
+            "train_acc_mean": mean_std(metric_values(runs, "train_eval_acc"))[0], "train_test_gap": gap_mean,
+            "running_train_acc_mean": mean_std(metric_values(runs, "train_acc"))[0],
+            "bn_reestimated_test_acc": mean_std(metric_values(runs, "bn_reestimated_test_acc"))[0],
+            "bn_statistics_matter": bn_statistics_matter(runs),
             "study_gap": study.train_acc - study.test_acc if study else nan,
             "best_test_acc": mean_std(metric_values(runs, "best_test_acc"))[0],
             "best_epoch": float(np.median(metric_values(runs, "best_epoch"))) if runs else nan,
@@ -95,6 +135,8 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         "seeds": table["seeds"],
         "difference": table["difference"].map(lambda v: "" if np.isnan(v) else f"{v:+.2f}"),
         "train-test gap": table["train_test_gap"].map(lambda v: "" if np.isnan(v) else f"{v:.2f}"),
+        "BN stats re-estimated": [f"{v:.2f}" if matter else "" for v, matter in
+                                  zip(table["bn_reestimated_test_acc"], table["bn_statistics_matter"], strict=True)],
         "best epoch": table["best_epoch"].map(lambda v: "" if np.isnan(v) else f"{v:.0f}"),
         "epochs": table["epochs"].map(lambda v: "" if np.isnan(v) else f"{v:.0f}"),
         "s/epoch (study)": [("" if np.isnan(s) else f"{s:.2f}") + ("" if np.isnan(t) else f" ({t:g})") for s, t in

@@ -27,16 +27,20 @@ from pathlib import Path
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
-from .course import CHAPTER6_DEFAULTS, CHAPTER6_QUICK, SUMMARY, all_seeds, chapter_number, needed_runs  # noqa: E402
+from .course import (  # noqa: E402
+    PROFILES,
+    SUMMARY,
+    all_seeds,
+    chapter6_settings,
+    chapter_number,
+    needed_runs,
+    run_settings,
+)
 from .pool import RunTask, gpu_ids, run_pool  # noqa: E402
 from .speed import Speed, add_speed_arguments, speed_from_arguments  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
-# 500 of the sample's training images (stratified), all 500 test images, 2 epochs:
-# every chapter, figure and verdict shows in minutes; the numbers mean nothing.
-QUICK = {"data": "sample", "epochs": 2, "seeds": [0], "subset": 500}
-FULL = {"data": None, "epochs": None, "seeds": [0], "subset": None}
 # Measured on this project's 2-core CPU machines (docs/benchmarks.md): seconds per epoch
 # on the full train set relative to the study's Colab GPU figures, used for the cost warning.
 CPU_SLOWDOWN_VS_STUDY_GPU = 6.0
@@ -75,8 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Examples: ./run_all.sh --quick    ./run_all.sh --only 03 --seeds 0,1,2    "
                "KERAS_BACKEND=jax ./run_all.sh --data /data/cifar10.npz --jobs 4    "
                "./run_all.sh --reference results/reference")
-    parser.add_argument("--quick", action="store_true",
-                        help="500 sample images, 2 epochs, exercises not trained: a smoke test in minutes")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                        help="quick: 500 sample images, 2 epochs, no verdicts, exercises not trained (a smoke test "
+                             "in minutes); laptop: 5,000 real training images, the full test set, 15 epochs at "
+                             "batch 64 (the study's effects, judged, in about 30 minutes on 2 CPU cores; needs "
+                             "--data or $CIFAR10_SOURCE); full (default): the study's recipe as it was")
+    parser.add_argument("--quick", action="store_true", help="the same as --profile quick")
     parser.add_argument("--reference", type=Path, metavar="DIR",
                         help="render every chapter from the run records in DIR (e.g. results/reference): "
                              "trains nothing")
@@ -110,15 +118,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_speed_arguments(parser)
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.quick and args.profile not in (None, "quick"):
+        parser.error(f"--quick and --profile {args.profile} exclude each other")
     if args.quick and args.reference:
         parser.error("--quick and --reference exclude each other: a reference folder holds its own runs")
+    if args.quick:
+        args.profile = "quick"
+    if args.profile and args.reference:
+        parser.error(f"--profile {args.profile} and --reference exclude each other: a reference folder holds its "
+                     "own runs")
     if args.train_only and args.reference:
         parser.error("--train-only and --reference exclude each other: rendering a reference trains nothing")
     if args.cluster and args.reference:
         parser.error("--cluster and --reference exclude each other: rendering a reference trains nothing")
-    profile = QUICK if args.quick else FULL
-    args.profile = "quick" if args.quick else "reference" if args.reference else "full"
+    args.profile = "reference" if args.reference else args.profile or "full"
+    profile = PROFILES.get(args.profile, PROFILES["full"])
     args.epochs = args.epochs if args.epochs is not None else profile["epochs"]
+    args.batch_size = args.batch_size if args.batch_size is not None else profile["batch_size"]
     args.seeds = args.seeds if args.seeds is not None else profile["seeds"]
     args.data = args.data or profile["data"] or os.environ.get("CIFAR10_SOURCE") or None
     if args.reference and args.data is None:
@@ -138,6 +154,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.reference = args.reference.resolve()
         if not args.reference.is_dir():
             parser.error(f"--reference {args.reference}: not a folder")
+    problem = folder_conflict(args)
+    if problem:
+        parser.error(problem)
     args.speed = speed_from_arguments(parser, args).as_dict()
     args.run_token = uuid.uuid4().hex[:12]  # marks this invocation's executions as theirs
     return args
@@ -152,6 +171,23 @@ def unusable_folder(path: Path) -> str | None:
         return f"{existing} is not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable"
+    return None
+
+
+def folder_conflict(args: argparse.Namespace) -> str | None:
+    """Why --out, --report and --reference cannot be used together, found before anything
+    runs: a reference is read-only, and a report replaces only what earlier reports wrote."""
+    from .folders import reference_folder_problem, report_folder_problem
+
+    report = None if args.no_report or args.train_only else args.report
+    if args.reference:
+        problem = reference_folder_problem(args.reference, args.out, report)
+        if problem:
+            return problem
+    if report is not None:
+        problem = report_folder_problem(report, args.out)
+        if problem:
+            return f"--report {report}: {problem}"
     return None
 
 
@@ -181,11 +217,12 @@ def check_data(args: argparse.Namespace) -> str:
 
 def notebook_parameters(args: argparse.Namespace, notebook: Path) -> dict:
     """The parameters papermill injects: the same settings for every chapter."""
-    parameters = {"epochs": args.epochs, "batch_size": args.batch_size, "seeds": args.seeds,
+    parameters = {"profile": None if args.profile == "reference" else args.profile,
+                  "epochs": args.epochs, "batch_size": args.batch_size, "seeds": args.seeds,
                   "data_source": args.data, "subset": args.subset, "out_dir": str(args.out),
                   "eval_every": args.eval_every, "log_every": args.log_every, "speed": args.speed, "train": False,
                   "reference_dir": str(args.reference) if args.reference else None, "run_token": args.run_token,
-                  "exercises": args.profile == "full"}  # --quick stays short; a reference trains nothing
+                  "exercises": args.profile in ("full", "laptop")}  # --quick stays short; a reference trains nothing
     if notebook.stem == SUMMARY:
         del parameters["exercises"]
         parameters["seeds"] = all_seeds(chapter6_parameters(args))
@@ -202,7 +239,7 @@ def default_jobs() -> int:
 
 
 def chapter6_parameters(args: argparse.Namespace) -> dict:
-    return dict(CHAPTER6_QUICK if args.profile == "quick" else CHAPTER6_DEFAULTS)
+    return chapter6_settings(None if args.profile == "reference" else args.profile, {})
 
 
 def training_tasks(args: argparse.Namespace, notebooks: list[Path]) -> list[RunTask]:
@@ -212,8 +249,10 @@ def training_tasks(args: argparse.Namespace, notebooks: list[Path]) -> list[RunT
         for run in needed_runs(notebook.stem, notebook_parameters(args, notebook)):
             exp = run.experiment
             variant = variant_changes(exp) if exp.variant else {}
-            task = RunTask(exp.number, run.seed, str(args.out / "runs"), args.data, args.subset, args.epochs,
-                           None if run.keep_batch_size else args.batch_size, args.eval_every, variant,
+            epochs, batch_size = run_settings(exp, args.epochs, args.batch_size, run.keep_batch_size,
+                                              every_recipe=PROFILES.get(args.profile, {}).get("every_recipe", False))
+            task = RunTask(exp.number, run.seed, str(args.out / "runs"), args.data, args.subset, epochs,
+                           batch_size, args.eval_every, variant,
                            exp.variant or None, args.speed, args.log_every, args.force)
             tasks.setdefault(f"{exp.key}-{run.seed}", task)
     return list(tasks.values())
@@ -335,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run_all: training phase done: {len(failed_runs)} failed, {not_started} not started"
                   + (f"; FAILED runs: {'; '.join(failed_runs)}" if failed_runs else ""), flush=True)
             return 1 if failed_runs else 3 if not_started else 0
-    write_profile(args, notebooks)
+    profile = write_profile(args, notebooks)
     failed: list[str] = []
     stop = threading.Event()
 
@@ -355,25 +394,25 @@ def main(argv: list[str] | None = None) -> int:
     if summary.exists() and not (failed and not args.continue_on_error):
         if not run_notebook(args, summary, notebook_parameters(args, summary), progress):
             failed.append(SUMMARY)
+    report_ok = True
     if not args.no_report and not (failed and not args.continue_on_error):
-        from .report import build_report
-
-        index = build_report(args.out, args.report)
-        print(f"run_all: report written to {index}", flush=True)
+        report_ok = write_report(args, profile)
     if failed_runs:
         print(f"run_all: FAILED runs: {'; '.join(failed_runs)} (the chapters show them as not run)", flush=True)
     if failed:
         print(f"run_all: FAILED notebooks: {', '.join(failed)} "
               f"(executed copies in {args.out / 'notebooks'}, logs in {args.out / 'logs'})", flush=True)
-    if failed or failed_runs:
+    if failed or failed_runs or not report_ok:
         return 1
     print(f"run_all: all {len(notebooks) + 1} notebooks ran in {time.monotonic() - progress.start:.0f} s",
           flush=True)
     return 0
 
 
-def write_profile(args: argparse.Namespace, notebooks: list[Path]) -> None:
-    """What this invocation is, for the report's banner and its inclusion rules."""
+def write_profile(args: argparse.Namespace, notebooks: list[Path]) -> dict:
+    """What this invocation is, for the report's banner and its inclusion rules; returned,
+    so this invocation's report reads its own profile even if another invocation on the
+    same --out rewrites profile.json meanwhile."""
     from .backend import backend_name, device_description, versions
     from .training import write_atomic
 
@@ -381,13 +420,52 @@ def write_profile(args: argparse.Namespace, notebooks: list[Path]) -> None:
     profile = {"profile": args.profile, "run_token": args.run_token, "epochs": args.epochs,
                "batch_size": args.batch_size, "seeds": args.seeds, "data": args.data or "keras.datasets download",
                "subset": args.subset, "eval_every": args.eval_every, "speed": Speed.coerce(args.speed).describe(),
-               "reference": str(args.reference) if args.reference else None,
+               "reference": str(args.reference) if args.reference else None, **data_identity(args),
                "chapters": [nb.stem for nb in notebooks],
                "parameters": {nb.stem: notebook_parameters(args, nb)
                               for nb in sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))},
                "backend": backend_name(), "device": device_description(), "versions": versions(),
                "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     write_atomic(args.out / "profile.json", json.dumps(profile, indent=1))
+    return profile
+
+
+def data_identity(args: argparse.Namespace) -> dict:
+    """The data id this invocation's numbers come from (the report keeps an earlier chapter
+    only if its runs used the same: a file replaced at one path changes it); for a
+    reference, also how many runs it holds and what made them, for the banner."""
+    if args.reference:
+        from .reference import ReferenceError, load_reference
+
+        try:
+            reference = load_reference(args.reference)
+        except ReferenceError as error:
+            raise SystemExit(f"run_all: --reference {args.reference}: {error}") from None
+        first = reference.records[0].params["data_fingerprint"] if reference.records else None
+        return {"data_fingerprint": first, "reference_runs": len(reference.records),
+                "reference_profile": reference.profile.get("profile")}
+    from .data import CifarDataError, load_cifar10
+    from .training import data_fingerprint
+
+    try:
+        return {"data_fingerprint": data_fingerprint(load_cifar10(args.data, subset=args.subset))}
+    except CifarDataError:
+        return {"data_fingerprint": None}
+
+
+def write_report(args: argparse.Namespace, profile: dict) -> bool:
+    """Build this invocation's report from its own profile; a report folder that gained a
+    reader's files since the arguments were checked is named, and nothing in it is touched."""
+    from .folders import ReportFolderError
+    from .report import build_report
+
+    try:
+        index = build_report(args.out, args.report, profile)
+    except ReportFolderError as error:
+        print(f"run_all: report NOT written: {error}", flush=True)
+        return False
+    print(f"run_all: report written to {index}", flush=True)
+    return True
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 from .chapter import BEST_EPOCH_NOTE, show
-from .claims import judge_all
+from .claims import TOO_SHORT, judge_all
+from .course import profile_settings, run_settings
 from .data import CLASS_NAMES, load_cifar10
 from .experiments import EXPERIMENTS, STUDY_EXPERIMENTS, get_experiment
+from .noise import settings_problem
 from .plots import (
     per_class_accuracy,
     plot_accuracy_vs_time,
@@ -43,7 +45,12 @@ class Summary:
     def __init__(self, out_dir: str | os.PathLike = "output", epochs: int | None = None,
                  batch_size: int | None = None, seeds: Sequence[int] = (0,), data_source: str | None = None,
                  subset: int | None = None, eval_every: int = 1, reference_dir: str | os.PathLike | None = None,
-                 run_token: str | None = None):
+                 run_token: str | None = None, profile: str | None = None):
+        sizes = profile_settings(profile)  # what the profile sets where a parameter is None
+        epochs = sizes["epochs"] if epochs is None else epochs
+        batch_size = sizes["batch_size"] if batch_size is None else batch_size
+        subset = sizes["subset"] if subset is None else subset
+        data_source = sizes["data"] if data_source is None else data_source
         self.out_dir = Path(out_dir)
         self.figures_dir = self.out_dir / "figures"
         self.run_token, self.figures = run_token, []
@@ -57,7 +64,8 @@ class Summary:
             data = load_cifar10(data_source, subset=subset)
             self.source = data.source
             self.records = [r for exp in EXPERIMENTS for r in find_finished(
-                exp, data, epochs, batch_size, self.seeds, self.out_dir / "runs", eval_every)]
+                exp, data, *run_settings(exp, epochs, batch_size, every_recipe=sizes["every_recipe"]), self.seeds,
+                self.out_dir / "runs", eval_every)]
             everything, self.problems = scan_records(self.out_dir / "runs")
             chosen = {Path(r.run_dir).name for r in self.records}
             self.sweep_runs = sum(1 for r in everything if r.variant)
@@ -91,6 +99,12 @@ class Summary:
             "training time": f"{runs['wall_seconds'].sum() / 60:.1f} minutes in all",
         }
         show("\n".join(f"- **{k}**: {v}" for k, v in facts.items()))
+        problem = next((p for p in (settings_problem(r.params["train_size"], r.params["test_size"],
+                                                     r.epochs_completed, r.params["batch_size"])
+                                    for r in self.registry) if p), None)
+        if problem:
+            show(f"**A smoke test, not an experiment**: some runs here cannot carry a verdict ({problem}); their "
+                 "judgements say *too short to judge*.")
         self._left_out_note()
 
     def _left_out_note(self) -> None:
@@ -228,7 +242,8 @@ def _ranges(numbers: list[int]) -> str:
 
 
 def _verdict_style(verdict: str) -> str:
-    colors = {"supported": "#d9f2d9", "contradicted": "#f8d7d7", "not separable from noise": "#fff3cd"}
+    colors = {"supported": "#d9f2d9", "contradicted": "#f8d7d7", "not separable from noise": "#fff3cd",
+              TOO_SHORT: "#e8e8f4"}
     return f"background-color: {colors.get(verdict, '#eeeeee')}"
 
 

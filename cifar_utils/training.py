@@ -42,6 +42,7 @@ import pandas as pd
 from . import backend
 from .data import load_cifar10
 from .experiments import Experiment, Recipe, get_experiment
+from .final_model import batch_norm_layers, reestimate_batch_norm, restore_batch_norm, train_eval_indices
 from .models import build_model, compile_model, prepare_model
 from .recipes import evaluate_views, predict_views, scores, steps_per_epoch
 from .speed import Speed, fit_data
@@ -104,6 +105,23 @@ class RunRecord:
     evaluated_on: str = "test"
     val_acc: float = float("nan")  # final model on the validation images (validation recipes)
     best_val_acc: float = float("nan")
+    # The final model in inference mode on a fixed stratified set of its own training
+    # images (``final_model.TRAIN_EVAL_IMAGES``), with the recipe's test-time views: the
+    # training side of the train-test gap. ``train_acc`` is Keras' running figure.
+    train_eval_acc: float = float("nan")
+    train_eval_loss: float = float("nan")
+    train_eval_images: int = 0
+    # Batch-norm models: "running" (the statistics training left, the study's way) or
+    # "re-estimated" (weight-averaged recipes, whose final model needs them); "" without BN.
+    bn_statistics: str = ""
+    # Test accuracy with the statistics re-estimated on those training images, no weight
+    # changed: a diagnostic beside ``test_acc``, never instead of it.
+    bn_reestimated_test_acc: float = float("nan")
+
+    @property
+    def gap(self) -> float:
+        """Train minus test accuracy of the final model, both in inference mode (points)."""
+        return self.train_eval_acc - self.test_acc
 
     @property
     def history_frame(self) -> pd.DataFrame:
@@ -386,6 +404,12 @@ class RunPlan:
     def evaluated_on(self) -> str:
         return "validation" if self.recipe.validation else "test"
 
+    @property
+    def train_eval(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fixed training images the final model is measured on (``final_model``)."""
+        chosen = train_eval_indices(self.train[1])
+        return self.train[0][chosen], self.train[1][chosen]
+
 
 def plan_run(experiment: int | str | Experiment, data, seed: int = 0, out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
              epochs: int | None = None, batch_size: int | None = None, eval_every: int = 1) -> RunPlan:
@@ -475,7 +499,10 @@ def _train(plan: RunPlan, speed: Speed, log_every: int | None, checkpoint_second
                   epochs=recipe.epochs, initial_epoch=initial_epoch,
                   validation_freq=evaluation_epochs(recipe.epochs, plan.eval_every), verbose=0,
                   callbacks=all_callbacks)
+    elif recipe.ema:  # resumed after the last checkpoint: do what the end of ``fit`` does
+        model.optimizer.finalize_variable_values(model.trainable_variables)
     history = read_history(run_dir / HISTORY_FILE)
+    _finalize_statistics(plan, model, history)
     probabilities = predict_views(model, plan.test[0], recipe.tta, recipe.batch_size)
     record = _make_record(plan, model, history, speed, probabilities)
     _save_weights_atomic(model, run_dir / WEIGHTS_FILE, _weights_bytes(model, run_dir))
@@ -486,6 +513,13 @@ def _train(plan: RunPlan, speed: Speed, log_every: int | None, checkpoint_second
         leftover.unlink()
     progress.finished(record)
     return record
+
+
+def _finalize_statistics(plan: RunPlan, model: keras.Model, history: pd.DataFrame) -> None:
+    """A weight-averaged model's batch-norm statistics come from the weights it averaged,
+    never from itself: re-estimate them, so the final model is consistent."""
+    if plan.recipe.ema and batch_norm_layers(model) and len(history) and math.isfinite(history["loss"].iloc[-1]):
+        reestimate_batch_norm(model, plan.train_eval[0])
 
 
 def finished_record(plan: RunPlan) -> RunRecord | None:
@@ -642,6 +676,7 @@ def _make_record(plan: RunPlan, model: keras.Model, history: pd.DataFrame, speed
         test_loss, test_acc = float(last["val_loss"]), float(last["val_accuracy"])
         val_acc = test_acc
     on_test = plan.evaluated_on == "test"
+    final = _final_model_figures(plan, model, diverged, test_acc)
     return RunRecord(
         experiment=plan.experiment.number, name=plan.experiment.name, seed=plan.seed,
         status="diverged" if diverged else "completed", epochs_completed=len(history),
@@ -654,7 +689,31 @@ def _make_record(plan: RunPlan, model: keras.Model, history: pd.DataFrame, speed
         history={k: [float(v) for v in history[k]] for k in history.columns}, run_dir=str(run_dir),
         variant=plan.experiment.variant, evaluated_on=plan.evaluated_on,
         val_acc=float("nan") if on_test else 100 * val_acc,
-        best_val_acc=float("nan") if on_test else 100 * float(evaluated.iloc[best]))
+        best_val_acc=float("nan") if on_test else 100 * float(evaluated.iloc[best]), **final)
+
+
+def _final_model_figures(plan: RunPlan, model: keras.Model, diverged: bool, test_acc: float) -> dict:
+    """The record's inference-mode training figures and, for batch-norm models, the test
+    accuracy with re-estimated statistics (see ``final_model``); NaN for a diverged run."""
+    nan = float("nan")
+    has_bn = bool(batch_norm_layers(model))
+    figures = {"train_eval_acc": nan, "train_eval_loss": nan, "train_eval_images": 0, "bn_reestimated_test_acc": nan,
+               "bn_statistics": ("re-estimated" if plan.recipe.ema else "running") if has_bn else ""}
+    if diverged:
+        return figures
+    recipe, (images, labels) = plan.recipe, plan.train_eval
+    loss, accuracy = evaluate_views(model, images, labels, recipe.tta, recipe.batch_size)
+    figures.update(train_eval_acc=100 * accuracy, train_eval_loss=loss, train_eval_images=len(images))
+    if has_bn and recipe.ema:
+        figures["bn_reestimated_test_acc"] = 100 * test_acc  # the final model already is
+    elif has_bn:
+        old = reestimate_batch_norm(model, images)
+        try:
+            figures["bn_reestimated_test_acc"] = 100 * evaluate_views(model, *plan.test, recipe.tta,
+                                                                      recipe.batch_size)[1]
+        finally:
+            restore_batch_norm(model, old)
+    return figures
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -8,7 +8,6 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
-from test_results import record
 
 from cifar_utils.beyond import (
     FACTORIAL,
@@ -22,9 +21,11 @@ from cifar_utils.beyond import (
     plot_dropout_sweep,
     plot_grid,
     plot_interactions,
+    simple_effects,
     sweep_table,
 )
 from cifar_utils.claims import CONTRADICTED, NOISE, NOT_RUN, SUPPORTED, get_claim, judge
+from tests.factories import make_record as record
 
 
 def cell_records(mean_of, noise=(-0.5, 0.0, 0.5)):
@@ -50,22 +51,28 @@ def test_effects_recover_a_pure_interaction():
     assert effects.loc["batch_norm x he_init", "estimate"] == pytest.approx(2.0)
     for name in ("dropout", "dropout x batch_norm", "dropout x he_init", "dropout x batch_norm x he_init"):
         assert effects.loc[name, "estimate"] == pytest.approx(0.0, abs=1e-9)
-    # pooled std 0.5 over 8 cells of 3 seeds: SE = sqrt(0.25 * 8/3) / 4
-    assert effects["se"].iloc[0] == pytest.approx(math.sqrt(0.25 * 8 / 3) / 4)
+    # pooled std 0.5 over 8 cells of 3 seeds, plus each cell's binomial test-set noise
+    # (10,000 images; shared by a cell's seeds: the mean of its runs'), each cell weighted 1/4:
+    test_var = sum(np.mean([(m + o) * (100 - m - o) / 10_000 for o in (-0.5, 0.0, 0.5)]) for m in cells["mean"]) / 16
+    assert effects["se"].iloc[0] == pytest.approx(math.sqrt(0.25 * 8 / 3 / 16 + test_var))
     assert effects.loc["batch_norm x he_init", "real"] and not effects.loc["dropout", "real"]
     text = describe_effects(factorial_effects(cells))
-    assert "**batch_norm x he_init**: +2.00" in text and "Within the noise: dropout" in text
+    assert "**batch_norm x he_init**: +2.00 points (beyond ±" in text and "Within the noise: dropout" in text
+    parts = simple_effects(cells, "he_init", "batch_norm")
+    assert parts["with"][0] == pytest.approx(4.0) and parts["without"][0] == pytest.approx(0.0)
+    assert parts["difference"][0] / 2 == pytest.approx(effects.loc["batch_norm x he_init", "estimate"])
     assert judge(get_claim("bn_he_together"), records).verdict == SUPPORTED
 
 
 def test_noise_hides_a_small_effect_and_one_seed_knows_no_spread():
     noisy = cell_records(lambda d, b, h: 70.0 + 0.6 * b * h, noise=(-3.0, 0.0, 3.0))
     assert judge(get_claim("bn_he_together"), noisy).verdict == NOISE
-    single = cell_records(lambda d, b, h: 70.0 + 4.0 * b * h, noise=(0.0,))
+    single = cell_records(lambda d, b, h: 70.0 + 1.0 * b * h, noise=(0.0,))
     effects = factorial_effects(factorial_cells(single))
-    assert effects["se"].isna().all() and not effects["real"].any()
-    assert "spread is unknown" in describe_effects(effects)
-    assert judge(get_claim("bn_he_together"), single).verdict == NOISE
+    assert (effects["noise"].str.contains("1 point per run assumed")).all() and not effects["real"].any()
+    assert "seed spread is not measured" in describe_effects(effects)
+    judgement = judge(get_claim("bn_he_together"), single)
+    assert judgement.verdict == NOISE and "assumed" in judgement.evidence
     missing = [r for r in noisy if r.experiment != 18]
     assert judge(get_claim("bn_he_together"), missing).verdict == NOT_RUN
 
@@ -75,15 +82,15 @@ def test_largest_main_effect_claim():
     assert judge(get_claim("dropout_main"), dropout_wins).verdict == SUPPORTED
     bn_wins = cell_records(lambda d, b, h: 70.0 + 2.0 * d + 6.0 * b)
     judgement = judge(get_claim("dropout_main"), bn_wins)
-    assert judgement.verdict == CONTRADICTED and "next largest main effect: batch_norm +6.00" in judgement.evidence
+    assert judgement.verdict == CONTRADICTED and "next largest batch_norm +6.00" in judgement.evidence
 
 
-def test_interaction_plot_draws_the_eight_cells_and_every_effect():
-    cells = factorial_cells(cell_records(lambda d, b, h: 70.0 + 4.0 * b * h))
+def test_interaction_plot_draws_batch_norm_by_he_and_every_effect():
+    cells = factorial_cells(cell_records(lambda d, b, h: 70.0 + 4.0 * b * h + 1.0 * d))
     fig = plot_interactions(cells, factorial_effects(cells))
     left, right = fig.axes[:2]
-    means = sorted(y for bars in left.containers for y in bars.lines[0].get_ydata())  # each errorbar's line
-    assert means == pytest.approx(sorted(cells["mean"]))
+    lines = [bars.lines[0].get_ydata().tolist() for bars in left.containers]  # each errorbar's line
+    assert lines == [pytest.approx([70.5, 70.5]), pytest.approx([70.5, 74.5])]  # BN off, BN on; mean over dropout
     assert len(right.patches) == 7  # three main effects, three two-way, one three-way
 
 

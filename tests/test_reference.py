@@ -49,9 +49,9 @@ def test_a_reference_that_mixes_settings_is_refused(made, tmp_path):
     record.write_text(json.dumps(data))
     with pytest.raises(ReferenceError, match="runs on 2 different datasets"):
         load_reference(mixed)
-    record.write_text("{")
-    with pytest.raises(ReferenceError, match="damaged reference records"):
-        load_reference(mixed)
+    record.write_text("{")  # one damaged record is named and left out; the others still read
+    with pytest.warns(UserWarning, match=f"{record}: damaged run record"):
+        assert len(load_reference(mixed).records) == 3
     with pytest.raises(ReferenceError, match="no such reference folder"):
         load_reference(tmp_path / "nowhere")
 

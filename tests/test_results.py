@@ -8,24 +8,19 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from cifar_utils.claims import CLAIMS, CONTRADICTED, NOISE, NOT_RUN, SUPPORTED, Best, Claim, Difference, judge
+from cifar_utils.noise import SINGLE_SEED_SD
 from cifar_utils.plots import figure_path, plot_history, plot_study_comparison, plot_test_accuracy_curves, save_figure
 from cifar_utils.results import display_table, results_table, select_records
-from cifar_utils.training import RunRecord
+from tests.factories import make_record
 
 
-def record(experiment, test_acc, seed=0, train_acc=None, epochs=3, batch_size=512):
-    train_acc = test_acc + 5 if train_acc is None else train_acc
-    val = [test_acc / 100 - 0.1 * (epochs - 1 - i) for i in range(epochs)]
-    return RunRecord(
-        experiment=experiment, name=f"exp {experiment}", seed=seed, status="completed", epochs_completed=epochs,
-        train_loss=0.5, test_loss=0.7, train_acc=train_acc, test_acc=test_acc, best_test_acc=test_acc,
-        best_epoch=epochs, param_count=1, wall_seconds=30.0, seconds_per_epoch=10.0, images_per_second=5000.0,
-        backend="tensorflow", device="CPU", data_source="test", versions={}, params={"epochs": epochs,
-                                                                                      "batch_size": batch_size},
-        history={"epoch": list(range(epochs)), "loss": [1.0] * epochs, "val_loss": [1.2] * epochs,
-                 "accuracy": [train_acc / 100] * epochs, "val_accuracy": val, "epoch_seconds": [10.0] * epochs})
+def record(experiment, test_acc, seed=0, train_acc=None, epochs=30, batch_size=512, **kwargs):
+    """A run of a 30-epoch profile (enough to carry a verdict) on the full test set."""
+    return make_record(experiment, test_acc, seed, train_acc=train_acc, epochs=epochs, batch_size=batch_size,
+                       **kwargs)
 
 
 def runs(experiment, accs, **kwargs):
@@ -36,6 +31,10 @@ RISE = Claim("x", "rises", Difference(1, 2))
 NO_GAIN = Claim("y", "no gain", Difference(1, 2, expect=0))
 
 
+def binomial(acc, images=10_000):
+    return 1e4 * (acc / 100) * (1 - acc / 100) / images
+
+
 @pytest.mark.parametrize("before, after, verdict", [
     ([70.0, 70.2, 69.8], [75.0, 75.1, 74.9], SUPPORTED),
     ([70.0, 70.2, 69.8], [65.0, 65.1, 64.9], CONTRADICTED),
@@ -44,37 +43,48 @@ NO_GAIN = Claim("y", "no gain", Difference(1, 2, expect=0))
 def test_difference_verdicts_with_seeds(before, after, verdict):
     judgement = judge(RISE, runs(1, before) + runs(2, after))
     assert judgement.verdict == verdict
-    assert "2 standard errors over 3/3 seeds" in judgement.evidence
+    assert "3/3 seeds, test-set noise included" in judgement.evidence
 
 
-def test_threshold_is_two_standard_errors():
+def test_threshold_is_a_t_quantile_of_seed_and_test_set_noise():
     before, after = runs(1, [70.0, 71.0, 72.0]), runs(2, [72.5, 73.5, 74.5])
-    se = math.sqrt(2 * 1.0 ** 2 / 3)  # sample std 1.0 on each side
-    assert f"noise ±{2 * se:.2f}" in judge(RISE, before + after).evidence
-    assert judge(RISE, before + after).verdict == SUPPORTED  # +2.5 > 1.63
+    seed_var = 2 * 1.0 ** 2 / 3  # sample std 1.0 on each side, 3 seeds
+    test_var = binomial(71.0) + binomial(73.5)  # seeds share the test images: not divided by 3
+    total = seed_var + test_var
+    df = total ** 2 / (2 * (1.0 / 3) ** 2 / 2)  # Satterthwaite: the seed parts carry the uncertainty
+    threshold = stats.t.ppf(0.975, df) * math.sqrt(total)
+    judgement = judge(RISE, before + after)
+    assert f"noise ±{threshold:.2f} at the 5 % level" in judgement.evidence
+    assert judgement.verdict == SUPPORTED  # +2.5 > threshold
+    assert 2.0 < threshold < 2.5
 
 
-def test_single_seed_uses_the_one_point_floor():
-    assert judge(RISE, runs(1, [70.0]) + runs(2, [70.9])).verdict == NOISE
-    assert judge(RISE, runs(1, [70.0]) + runs(2, [71.1])).verdict == SUPPORTED
-    assert "single seed" in judge(RISE, runs(1, [70.0]) + runs(2, [71.1])).evidence
+def test_single_seed_assumes_the_stated_seed_spread():
+    threshold = 1.96 * math.sqrt(2 * SINGLE_SEED_SD ** 2 + binomial(70.0) + binomial(72.0))
+    assert judge(RISE, runs(1, [70.0]) + runs(2, [72.0])).verdict == NOISE  # +2.0 < 3.04
+    assert judge(RISE, runs(1, [70.0]) + runs(2, [73.5])).verdict == SUPPORTED
+    evidence = judge(RISE, runs(1, [70.0]) + runs(2, [72.0])).evidence
+    assert "seed spread unknown, 1 point per run assumed" in evidence and f"±{threshold:.2f}" in evidence
 
 
-def test_no_gain_claim():
-    assert judge(NO_GAIN, runs(1, [70.0]) + runs(2, [69.0])).verdict == SUPPORTED
-    assert judge(NO_GAIN, runs(1, [70.0]) + runs(2, [70.5])).verdict == SUPPORTED
-    assert judge(NO_GAIN, runs(1, [70.0]) + runs(2, [73.0])).verdict == CONTRADICTED
+def test_no_change_claim_needs_equivalence_and_names_the_sign():
+    tight = [70.0, 70.1, 69.9, 70.0, 70.1]
+    assert judge(NO_GAIN, runs(1, tight) + runs(2, [t - 0.2 for t in tight])).verdict == SUPPORTED
+    assert judge(NO_GAIN, runs(1, [70.0]) + runs(2, [70.5])).verdict == NOISE  # one seed: not shown within ±2
+    drop = judge(NO_GAIN, runs(1, [70.0]) + runs(2, [60.0]))
+    assert drop.verdict == CONTRADICTED and "a real decrease, not 'no difference'" in drop.evidence
 
 
 def test_gap_metric_and_best_claim():
     gap_claim = Claim("g", "closes gap", Difference(1, 2, metric="gap", expect=-1))
-    wide, narrow = runs(1, [70.0], train_acc=100.0), runs(2, [72.0], train_acc=73.0)
+    wide = runs(1, [70.0], train_acc=99.0, train_eval_acc=100.0)
+    narrow = runs(2, [72.0], train_acc=60.0, train_eval_acc=73.0)  # the running figure is not the gap
     judgement = judge(gap_claim, wide + narrow)
     assert judgement.verdict == SUPPORTED and "30.00 → exp 2 1.00" in judgement.evidence
     best = Claim("b", "9 best", Best(9, (7, 8, 9)))
-    assert judge(best, runs(7, [80.0]) + runs(8, [81.0]) + runs(9, [83.0])).verdict == SUPPORTED
+    assert judge(best, runs(7, [80.0]) + runs(8, [81.0]) + runs(9, [86.0])).verdict == SUPPORTED
     assert judge(best, runs(7, [80.0]) + runs(8, [82.8]) + runs(9, [83.0])).verdict == NOISE
-    assert judge(best, runs(7, [86.0]) + runs(8, [82.0]) + runs(9, [83.0])).verdict == CONTRADICTED
+    assert judge(best, runs(7, [88.0]) + runs(8, [82.0]) + runs(9, [83.0])).verdict == CONTRADICTED
 
 
 def test_missing_experiment_is_not_run():

@@ -1,0 +1,97 @@
+"""Profiles (quick, laptop, full), the rule that decides each run's epochs and batch size,
+and the chapter cells that must never train: a smoke test says so and judges nothing."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_utils import get_experiment
+from cifar_utils import run_all as driver
+from cifar_utils.chapter import Chapter
+from cifar_utils.course import PROFILES, chapter6_settings, profile_settings, run_settings
+from tests.conftest import make_arrays
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_laptop_profile_arguments():
+    laptop = driver.parse_args(["--profile", "laptop", "--data", "x.npz"])
+    assert (laptop.epochs, laptop.batch_size, laptop.subset, laptop.seeds) == (15, 64, 5000, [0])
+    assert laptop.profile == "laptop" and laptop.out.name == "laptop" and laptop.data == "x.npz"
+    shorter = driver.parse_args(["--profile", "laptop", "--data", "x.npz", "--epochs", "8"])
+    assert shorter.epochs == 8 and shorter.batch_size == 64  # a flag beats the profile
+    assert driver.parse_args(["--quick"]).profile == driver.parse_args(["--profile", "quick"]).profile == "quick"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--quick", "--profile", "laptop"], "--quick and --profile laptop exclude each other"),
+    (["--profile", "laptop", "--reference", "results"], "--profile laptop and --reference exclude each other"),
+    (["--profile", "tiny"], "argument --profile: invalid choice: 'tiny'"),
+])
+def test_bad_profiles_are_refused_by_name(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        driver.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_a_profile_shortens_the_study_recipe_and_leaves_the_course_recipes_alone():
+    assert run_settings(get_experiment(9), 15, 64) == (15, 64)
+    assert run_settings(get_experiment(17), 15, 64) == (15, 64)  # the study's augmentation is its recipe too
+    assert run_settings(get_experiment(20), 15, 64) == (None, None)  # modern recipe: its 30 epochs, batch 256
+    assert run_settings(get_experiment(21), 15, 64) == (None, None)
+    assert run_settings(get_experiment(9).vary(dropout=0.5), 15, 64) == (15, 64)  # a spec change keeps the recipe
+    sweep = get_experiment(9).vary(batch_size=128, validation=0.1)
+    assert run_settings(sweep, 15, 64, keep_batch_size=True) == (None, None)
+    assert run_settings(get_experiment(9), 15, 64, keep_batch_size=True) == (15, None)
+    assert run_settings(get_experiment(21), 2, None, every_recipe=True) == (2, None)  # quick: a smoke test
+
+
+def test_quick_shortens_every_recipe():
+    args = driver.parse_args(["--quick"])
+    tasks = driver.training_tasks(args, driver.chapters(ROOT / "notebooks", []))
+    assert {t.epochs for t in tasks if not t.variant_label or not t.variant_label.startswith("lr=")} == {2}
+
+
+def test_laptop_training_tasks():
+    args = driver.parse_args(["--profile", "laptop", "--data", "x.npz"])
+    tasks = driver.training_tasks(args, driver.chapters(ROOT / "notebooks", []))
+    by_key = {(t.experiment, t.variant_label, t.seed): t for t in tasks}
+    assert all((by_key[(n, None, 0)].epochs, by_key[(n, None, 0)].batch_size) == (15, 64) for n in range(1, 20))
+    assert all((by_key[(n, None, 0)].epochs, by_key[(n, None, 0)].batch_size) == (None, None) for n in (20, 21))
+    factorial = {k for k in by_key if k[0] in (6, 7, 8, 9, 11, 12, 13, 18) and k[1] is None}
+    assert {seed for _, _, seed in factorial} == {0, 1, 2} and len(factorial) == 24
+    sweeps = [t for t in tasks if t.variant_label]
+    assert len(sweeps) == 3 * 2 + 3 and all(t.epochs is None and t.batch_size is None for t in sweeps)
+    assert len(tasks) == 21 + 16 + 9
+
+
+def test_chapter_parameters_take_the_profile_where_none():
+    assert chapter6_settings("laptop", {"grid_epochs": None, "fast_seeds": [3]})["fast_seeds"] == [3]
+    assert chapter6_settings("laptop", {})["factorial_seeds"] == [0, 1, 2]
+    with pytest.raises(ValueError, match="profile 'huge': unknown; choose one of quick, laptop, full"):
+        profile_settings("huge")
+    assert set(PROFILES) == {"quick", "laptop", "full"}
+
+
+@pytest.fixture
+def thousand_test_images(tmp_path):
+    x_train, y_train, x_test, y_test = make_arrays(per_class_train=20, per_class_test=100)
+    path = tmp_path / "small.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+def test_a_smoke_test_says_so_once_and_a_judgeable_setting_does_not(thousand_test_images, tmp_path, capsys):
+    Chapter(1, data_source="sample", subset=500, epochs=2, out_dir=tmp_path).setup()
+    shown = capsys.readouterr().out
+    assert shown.count("A smoke test, not an experiment") == 1 and "100 test images" in shown
+    Chapter(1, data_source=str(thousand_test_images), epochs=15, batch_size=4, out_dir=tmp_path).setup()
+    assert "smoke test" not in capsys.readouterr().out  # 1,000 test images, 15 epochs, 750 steps
+
+
+def test_reuse_never_trains_and_names_what_is_missing(tmp_path, capsys):
+    chapter = Chapter(3, data_source="sample", subset=200, epochs=2, out_dir=tmp_path, train=True)
+    assert chapter.reuse(6) == [] and 6 not in chapter.records
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert "Experiment 6 has no finished run with these settings" in capsys.readouterr().out
