@@ -242,9 +242,10 @@ _STUDY_AUGMENT = replace(STUDY_RECIPE, augment="shift_flip")
 # conv and a dense head without a batch norm right behind them, and on CPU runs of 10
 # epochs the higher rates trained no faster and left the batch norm statistics further
 # from the weights. The weight EMA (0.99: about the last 100 steps) is Keras' optimizer
-# EMA, swapped into the weights when fit ends; it averages the trainable weights only, not
-# the batch norm statistics, which is harmless here because the cosine schedule has all but
-# stopped the weights by then. Unmeasured: the CPU runs in docs/benchmarks.md had no EMA.
+# EMA, swapped into the weights when fit ends. It averages the trainable weights only, so
+# the batch norm statistics of the final model are re-estimated for the averaged weights,
+# and a run too short for 0.99 gets a lower momentum (``final_model``); docs/benchmarks.md
+# measures short runs with and without it.
 MODERN_RECIPE = Recipe(optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, schedule="cosine",
                        warmup=0.1, weight_decay=5e-3, label_smoothing=0.1, augment="translate_flip", translate=4,
                        ema=0.99, tta="flip", epochs=30, batch_size=256, validation=0.1)

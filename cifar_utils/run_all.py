@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                "./run_all.sh --reference results/reference")
     parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
                         help="quick: 500 sample images, 2 epochs, no verdicts, exercises not trained (a smoke test "
-                             "in minutes); laptop: 5,000 real training images, the full test set, 15 epochs at "
+                             "in minutes); laptop: 5,000 real training images, the full test set, 10 epochs at "
                              "batch 64 (the study's effects, judged, in about 30 minutes on 2 CPU cores; needs "
                              "--data or $CIFAR10_SOURCE); full (default): the study's recipe as it was")
     parser.add_argument("--quick", action="store_true", help="the same as --profile quick")
