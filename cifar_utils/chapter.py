@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import backend
 from .claims import CONTRADICTED, SUPPORTED, TOO_SHORT, Difference, Judgement, evaluate, get_claim, judge
-from .course import profile_settings, run_settings
+from .course import chapter6_settings, profile_settings, run_settings
 from .data import CifarData, load_cifar10
 from .experiments import CHAPTERS, Experiment, chapter_experiments, get_experiment
 from .model_code import architecture, code_changes, model_code
@@ -93,6 +93,7 @@ class Chapter:
         self.shown: dict[str, str] = {}  # every run this chapter showed: folder name -> record digest
         self.figures: list[str] = []
         self._data: CifarData | None = None
+        self._spread_runs: list[RunRecord] | None = None
 
     @property
     def data(self) -> CifarData:
@@ -246,6 +247,23 @@ class Chapter:
     def all_records(self) -> list[RunRecord]:
         return [r for runs in self.records.values() for r in runs]
 
+    def spread_runs(self) -> list[RunRecord]:
+        """Finished runs of chapter 6's factorial at these settings, read (never trained)
+        once: their seed spread stands in for a side with one seed, so a chapter judges with
+        the spread the summary uses (``noise.seed_spread``)."""
+        if self._spread_runs is None:
+            from .beyond import FACTORIAL
+
+            seeds = sorted({*self.seeds, *chapter6_settings(self.profile, {})["factorial_seeds"]})
+            if self.from_reference:
+                self._spread_runs = [r for n in FACTORIAL.values() for r in self.reference.of(n) if r.seed in seeds]
+            else:
+                self._spread_runs = [r for n in FACTORIAL.values() for r in find_finished(
+                    n, self.data, *run_settings(get_experiment(n), self.epochs, self.batch_size,
+                                                every_recipe=self.every_recipe), seeds, self.runs_dir,
+                    self.eval_every)]
+        return self._spread_runs
+
     # --- verdicts --------------------------------------------------------------------------
 
     def compare(self, before: int, after: int, metric: str = "test_acc") -> str:
@@ -253,7 +271,7 @@ class Chapter:
         if not (self.records.get(before) and self.records.get(after)):
             sentence = f"*Experiments {before} and {after} were not both run: no comparison.*"
         else:
-            verdict, evidence = evaluate(Difference(before, after, metric), self.all_records())
+            verdict, evidence = evaluate(Difference(before, after, metric), self.all_records(), self.spread_runs())
             reading = {SUPPORTED: "a real increase", CONTRADICTED: "a real decrease"}.get(
                 verdict, "within run-to-run noise")
             sentence = (f"Experiment {before} → {after}: **{TOO_SHORT}** ({evidence})." if verdict == TOO_SHORT
@@ -263,7 +281,7 @@ class Chapter:
 
     def judge(self, claim_key: str) -> Judgement:
         """The study's conclusion ``claim_key`` and our verdict on it, from this chapter's runs."""
-        judgement = judge(get_claim(claim_key), self.all_records())
+        judgement = judge(get_claim(claim_key), self.all_records(), self.spread_runs())
         whose = "Study" if judgement.claim.source == "study" else "Claim"
         show(f"**{whose}:** {judgement.claim.text}.  \n**Our verdict: {judgement.verdict}** — {judgement.evidence}.")
         return judgement

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from . import noise
 from .experiments import get_experiment
-from .results import by_experiment, side
+from .results import by_experiment, setting_spread, side
 from .training import RunRecord
 
 SUPPORTED, NOISE, CONTRADICTED, NOT_RUN = "supported", "not separable from noise", "contradicted", "not run"
@@ -117,13 +117,14 @@ def _noise_text(estimate_noise: noise.Noise) -> str:
     return f"noise ±{estimate_noise.threshold():.2f} at the 5 % level ({estimate_noise.how})"
 
 
-def _judge_difference(test: Difference, grouped: dict[int, list[RunRecord]]) -> tuple[str, str]:
+def _judge_difference(test: Difference, grouped: dict[int, list[RunRecord]],
+                      setting: noise.Spread | None) -> tuple[str, str]:
     before, after = side(grouped[test.before], test.metric), side(grouped[test.after], test.metric)
     diff = after.mean - before.mean
     name = METRIC_NAMES.get(test.metric, test.metric)
     if not math.isfinite(diff):
         return TOO_SHORT, f"{name} was not measured for these runs (made before this version)"
-    estimate_noise = noise.difference_noise(before, after)
+    estimate_noise = noise.difference_noise(before, after, setting)
     verdict = _READ[noise.classify(diff, estimate_noise, test.expect)]
     study_diff = _study_value(test.after, test.metric) - _study_value(test.before, test.metric)
     study = "study did not run both" if math.isnan(study_diff) else f"study {study_diff:+.2f}"
@@ -139,7 +140,7 @@ def _judge_difference(test: Difference, grouped: dict[int, list[RunRecord]]) -> 
     return verdict, evidence
 
 
-def _judge_best(test: Best, grouped: dict[int, list[RunRecord]]) -> tuple[str, str]:
+def _judge_best(test: Best, grouped: dict[int, list[RunRecord]], setting: noise.Spread | None) -> tuple[str, str]:
     """The winner must beat its best rival beyond noise; it is contradicted when some rival
     beats it beyond a threshold corrected for the number of rivals (Bonferroni)."""
     sides = {n: side(grouped[n], "test_acc") for n in test.among}
@@ -147,7 +148,7 @@ def _judge_best(test: Best, grouped: dict[int, list[RunRecord]]) -> tuple[str, s
     winner = sides[test.winner]
     rival = ranked[1] if ranked[0] == test.winner else ranked[0]
     margin = winner.mean - sides[rival].mean
-    estimate_noise = noise.difference_noise(sides[rival], winner)
+    estimate_noise = noise.difference_noise(sides[rival], winner, setting)
     rivals = len(test.among) - 1
     if margin > estimate_noise.threshold(noise.LEVEL / 2, sides=1):
         verdict = SUPPORTED
@@ -177,8 +178,11 @@ def _needed(test) -> list[int]:
     return [test.before, test.after] if isinstance(test, Difference) else list(test.among)
 
 
-def evaluate(test: Difference | Best | Effect | OnlyTogether, records: Iterable[RunRecord]) -> tuple[str, str]:
-    """(verdict, evidence) for one comparison of experiments or one factorial claim."""
+def evaluate(test: Difference | Best | Effect | OnlyTogether, records: Iterable[RunRecord],
+             context: Iterable[RunRecord] | None = None) -> tuple[str, str]:
+    """(verdict, evidence) for one comparison of experiments or one factorial claim.
+    ``context``: runs of the same settings whose seed spread may stand in for a side with
+    one seed (default: ``records`` themselves; ``noise.seed_spread``)."""
     records = list(records)
     grouped = by_experiment(records)
     needed = _needed(test)
@@ -191,11 +195,15 @@ def evaluate(test: Difference | Best | Effect | OnlyTogether, records: Iterable[
         return TOO_SHORT, problem
     if isinstance(test, Effect | OnlyTogether):
         return _judge_factorial(test, [r for n in needed for r in grouped[n]])
-    return _judge_difference(test, grouped) if isinstance(test, Difference) else _judge_best(test, grouped)
+    metric = test.metric if isinstance(test, Difference) else "test_acc"
+    setting = setting_spread([*records, *(context or [])], metric)
+    if isinstance(test, Difference):
+        return _judge_difference(test, grouped, setting)
+    return _judge_best(test, grouped, setting)
 
 
-def judge(claim: Claim, records: Iterable[RunRecord]) -> Judgement:
-    return Judgement(claim, *evaluate(claim.test, records))
+def judge(claim: Claim, records: Iterable[RunRecord], context: Iterable[RunRecord] | None = None) -> Judgement:
+    return Judgement(claim, *evaluate(claim.test, records, context))
 
 
 def judge_all(records: Iterable[RunRecord], claims: Iterable[Claim] = CLAIMS) -> list[Judgement]:

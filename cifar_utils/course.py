@@ -67,10 +67,12 @@ def run_settings(experiment: Experiment, epochs: int | None, batch_size: int | N
     to experiments trained with the study's recipe; a recipe of the course's own keeps its
     length and batch (its schedule and learning rate belong to them) unless
     ``every_recipe`` (the quick profile's smoke test shortens everything), and a sweep point
-    whose batch size is the thing varied keeps it."""
-    if not (experiment.study_recipe or every_recipe):
-        return None, None
-    return epochs, None if keep_batch_size else batch_size
+    whose batch size is the thing varied keeps it. A sweep of the study's recipe (the dropout
+    sweep) takes the batch size but keeps its own length."""
+    batch = None if keep_batch_size else batch_size
+    if experiment.study_recipe or every_recipe:
+        return epochs, batch
+    return (None, batch) if experiment.study_sweep else (None, None)
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,13 @@ class Experiment:
             replace(self.recipe, augment="none") == STUDY_RECIPE
 
     @property
+    def study_sweep(self) -> bool:
+        """The study's recipe with a length and a validation split of its own (chapter 6's
+        dropout sweep): a profile's batch size applies, its epochs do not (the sweep's own)."""
+        return not self.study_recipe and self.recipe.augment in ("none", "shift_flip") and \
+            replace(self.recipe, augment="none", epochs=STUDY_EPOCHS, validation=0.0) == STUDY_RECIPE
+
+    @property
     def key(self) -> str:
         """Stable short name used for folders and figure files, e.g. ``exp07`` or ``exp09-lr0.003``."""
         base = f"exp{self.number:02d}"

@@ -5,9 +5,12 @@ another model) and the finite test set (another 10,000 images would score differ
 Each comparison's standard error adds both:
 
 - **seeds**: the sample variance over seeds, each side's over its own count (Welch); with
-  one seed on one side, the other side's measured variance stands for both (a pooled
-  t-test); with one seed on both sides nothing is measured and ``SINGLE_SEED_SD`` is
-  assumed per run (a stated assumption, shown in the verdict);
+  one seed on a side, one variance stands for both: the setting's, pooled over every
+  experiment that ran with several seeds at the same settings (chapter 6's factorial
+  cells, ``Spread``), or the sides' own; only when nothing was measured is
+  ``SINGLE_SEED_SD`` assumed per run (a stated assumption, shown in the verdict). Seed
+  spreads grow as runs get shorter (2.6 points at the laptop profile, against 0.1-0.5 for
+  full-length runs), so a constant would misjudge one of them;
 - **the test set**: the binomial variance p(1 - p) / N of each side's accuracy on its N
   test images, so the floor never falls below what the test set can resolve (on 100 test
   images one image is one point). Every seed is scored on the same images, so averaging
@@ -96,33 +99,49 @@ class Noise:
         return self.critical(level, sides) * self.se
 
 
-def seed_spread(sides: Sequence[Side], weights: Sequence[float],
-                pool: bool = False) -> tuple[float, list[tuple[float, int]], str]:
+@dataclass(frozen=True)
+class Spread:
+    """The seed-to-seed variance of one run measured at a setting: pooled over every
+    experiment that ran with several seeds (``results.setting_spread``), with its df."""
+
+    var: float
+    df: int
+    experiments: int
+
+
+def seed_spread(sides: Sequence[Side], weights: Sequence[float], pool: bool = False,
+                setting: Spread | None = None) -> tuple[float, list[tuple[float, int]], str]:
     """Variance of sum(weight_i x mean_i) from the seeds, its parts as (variance, df) for
     Satterthwaite's degrees of freedom, and a phrase.
 
-    Welch when every side has two or more seeds; else, or with ``pool`` (a factorial's
-    cells), the sides that have a spread pool it for all; else ``SINGLE_SEED_SD`` (no df:
-    nothing measured)."""
+    Welch when every side has two or more seeds. Else, or with ``pool`` (a factorial's
+    cells), one variance for all: the sides' own pooled, or the setting's (``Spread``:
+    every experiment with several seeds at these settings) when that has more df; with
+    neither, ``SINGLE_SEED_SD`` is assumed (no df: nothing measured)."""
     counts = "/".join(str(s.n) for s in sides) if len(sides) <= 3 else \
         f"{min(s.n for s in sides)}-{max(s.n for s in sides)} per cell,"
     if not pool and all(s.n >= 2 for s in sides):
         parts = [(w * w * s.var / s.n, s.n - 1) for s, w in zip(sides, weights, strict=True)]
         return sum(v for v, _ in parts), parts, f"{counts} seeds"
+    per_run = sum(w * w / s.n for s, w in zip(sides, weights, strict=True))
     measured = [s for s in sides if s.n >= 2]
+    dof = sum(s.n - 1 for s in measured)
+    if setting is not None and setting.df > dof:
+        var = setting.var * per_run
+        return var, [(var, setting.df)], (f"{counts} seeds, spread measured over {setting.experiments} experiments "
+                                          f"with several seeds here ({setting.df} df)")
     if measured:
-        dof = sum(s.n - 1 for s in measured)
         pooled = sum((s.n - 1) * s.var for s in measured) / dof
-        var = pooled * sum(w * w / s.n for s, w in zip(sides, weights, strict=True))
-        return var, [(var, dof)], f"{counts} seeds, spread pooled ({dof} df)"
-    var = SINGLE_SEED_SD ** 2 * sum(w * w / s.n for s, w in zip(sides, weights, strict=True))
+        return pooled * per_run, [(pooled * per_run, dof)], f"{counts} seeds, spread pooled ({dof} df)"
+    var = SINGLE_SEED_SD ** 2 * per_run
     return var, [], f"{counts} seeds: seed spread unknown, {SINGLE_SEED_SD:g} point per run assumed"
 
 
-def contrast_noise(sides: Sequence[Side], weights: Sequence[float], pool: bool = False) -> Noise:
+def contrast_noise(sides: Sequence[Side], weights: Sequence[float], pool: bool = False,
+                   setting: Spread | None = None) -> Noise:
     """Noise of sum(weight_i x mean_i): the seeds' spread plus the test sets' binomial noise
     (a known variance: it adds no uncertainty of its own to the degrees of freedom)."""
-    seed_var, parts, how = seed_spread(sides, weights, pool)
+    seed_var, parts, how = seed_spread(sides, weights, pool, setting)
     test_var = sum(w * w * s.binomial_var for s, w in zip(sides, weights, strict=True))  # seeds share the images
     total = seed_var + test_var
     measured = sum(v * v / d for v, d in parts)
@@ -130,9 +149,9 @@ def contrast_noise(sides: Sequence[Side], weights: Sequence[float], pool: bool =
     return Noise(math.sqrt(total), dof, how + ", test-set noise included")
 
 
-def difference_noise(before: Side, after: Side) -> Noise:
+def difference_noise(before: Side, after: Side, setting: Spread | None = None) -> Noise:
     """Noise of ``after.mean - before.mean``."""
-    return contrast_noise([before, after], [-1.0, 1.0])
+    return contrast_noise([before, after], [-1.0, 1.0], setting=setting)
 
 
 def classify(estimate: float, noise: Noise, expect: int, level: float = LEVEL) -> str:

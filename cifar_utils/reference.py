@@ -228,15 +228,17 @@ def keeps_own_batch_size(record: RunRecord) -> bool:
     return bool(record.variant) and bool(OWN_BATCH_LABEL.search(record.variant))
 
 
-def takes_overrides(record: RunRecord) -> bool:
+def takes_overrides(record: RunRecord, name: str = "epochs") -> bool:
     """Trained with the study's recipe (its augmentation aside), so ``--epochs`` and
-    ``--batch-size`` shorten it; a recipe of the course's own (chapter 6's modern recipes,
-    the sweeps) keeps its length and batch (``course.run_settings``). Read from the
-    record's effective recipe, overrides aside, so sweep points are judged too."""
+    ``--batch-size`` shorten it; a sweep of that recipe with a validation split of its own
+    (the dropout sweep) takes ``--batch-size`` only; a recipe of the course's own (chapter
+    6's modern recipes, the grid) keeps its length and batch (``course.run_settings``). Read
+    from the record's effective recipe, overrides aside, so sweep points are judged too."""
     recipe = record.params.get("recipe")
     if not isinstance(recipe, dict):
         recipe = asdict(get_experiment(record.experiment).recipe)
-    return all(recipe.get(k) == v for k, v in asdict(STUDY_RECIPE).items() if k not in OVERRIDES_ASIDE)
+    aside = OVERRIDES_ASIDE + (("validation",) if name == "batch_size" else ())
+    return all(recipe.get(k) == v for k, v in asdict(STUDY_RECIPE).items() if k not in aside)
 
 
 def _recipe_value(record: RunRecord, name: str) -> int | None:
@@ -261,12 +263,12 @@ def _mixed_override(name: str) -> Callable[[list[RunRecord]], str | None]:
         compared = [r for r in records if not (name == "batch_size" and keeps_own_batch_size(r))]
         if len({r.params[name] for r in compared}) <= 1:
             return None
-        study = [r for r in compared if takes_overrides(r)]
+        study = [r for r in compared if takes_overrides(r, name)]
         if len({r.params[name] for r in study}) > 1:
             return (f"runs made with different {name}: {_groups(study, lambda r: r.params[name])}; one {flag} "
                     "applies to every run of the study's recipe")
         given = study[0].params[name] if study else None
-        own = [r for r in compared if not takes_overrides(r) and r.params[name] != given]
+        own = [r for r in compared if not takes_overrides(r, name) and r.params[name] != given]
         off = [r for r in own if _recipe_value(r, name) not in (None, r.params[name])]
         sweeps = [r for r in own if _recipe_value(r, name) is None]
         if off:

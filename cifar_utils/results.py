@@ -61,6 +61,21 @@ def side(runs: list[RunRecord], metric: str) -> noise.Side:
     return noise.Side(values, float(sum(per_run) / len(per_run)) if per_run else float("nan"))
 
 
+def setting_spread(records: Iterable[RunRecord], metric: str = "test_acc") -> noise.Spread | None:
+    """The seed variance of one run at these records' settings, pooled over every
+    experiment (or sweep point) with two or more distinct seeds; None if there is none."""
+    groups: dict[tuple[int, str], list[RunRecord]] = {}
+    for record in distinct_runs(records):
+        if record.status == "completed":
+            groups.setdefault((record.experiment, record.variant), []).append(record)
+    parts = [(len(v) - 1, float(np.var(v, ddof=1))) for v in
+             (metric_values(runs, metric) for runs in groups.values()) if len(v) >= 2 and np.isfinite(v).all()]
+    dof = sum(d for d, _ in parts)
+    if not dof:
+        return None
+    return noise.Spread(sum(d * var for d, var in parts) / dof, dof, len(parts))
+
+
 def mean_std(values: np.ndarray) -> tuple[float, float]:
     """Mean and sample standard deviation (NaN std for a single seed: spread unknown)."""
     if len(values) == 0:

@@ -282,8 +282,12 @@ def cost_warning(args: argparse.Namespace, tasks: list[RunTask]) -> str | None:
     experiments = len({(t.experiment, t.variant_label) for t in tasks})
     return (f"No GPU found: {len(tasks)} runs of {experiments} experiments"
             f"{f' x {args.epochs} epochs' if args.epochs else ' at their recipes’ epochs (the study’s 300)'} "
-            f"will take about {hours:.0f} hours on this CPU (estimate from measured CPU speed). "
+            f"will take about {_hours(hours)} on this CPU (estimate from measured CPU speed). "
             "To run less: --quick, --only 01, --epochs 20, --subset 5000, or use a GPU.")
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:.0f} hours" if hours >= 1.5 else f"{60 * hours:.0f} minutes"
 
 
 class Progress:

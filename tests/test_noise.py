@@ -139,3 +139,24 @@ def test_noise_floor_is_never_below_the_test_set():
     binomial = np.sqrt(2 * 0.752 * 0.248 / TEST_IMAGES) * 100
     threshold = float(evidence.split("noise ±")[1].split(" ")[0])
     assert threshold >= 1.96 * binomial  # at least the test set's own 5 % threshold
+
+
+def test_single_seed_sides_use_the_spread_measured_at_the_same_settings():
+    """One seed a side, but other experiments ran with several seeds here: their pooled
+    spread stands in, so a spread larger than the assumed 1 point is not ignored."""
+    context = make_runs(6, [50.0, 54.0, 46.0]) + make_runs(7, [44.0, 47.0])  # pooled variance (32 + 4.5) / 3
+    verdict, evidence = evaluate(Difference(1, 2), make_runs(1, [50.0]) + make_runs(2, [56.0]), context)
+    assert verdict == NOISE and "spread measured over 2 experiments with several seeds here (3 df)" in evidence
+    assert evaluate(Difference(1, 2), make_runs(1, [50.0]) + make_runs(2, [56.0]))[0] == SUPPORTED  # 1 point assumed
+
+
+@pytest.mark.parametrize("seed_sd", [1.0, 2.6])
+def test_single_seed_rule_with_a_measured_setting_is_calibrated(seed_sd):
+    """2.6 points: the seed spread measured at the laptop profile, above the assumed 1 point."""
+    rng = np.random.default_rng(int(seed_sd * 10))
+    verdicts = []
+    for _ in range(TRIALS):
+        context = [r for n in range(6, 14) for r in simulated(rng, n, 50, 2, seed_sd)]
+        runs = simulated(rng, 1, 50, 1, seed_sd) + simulated(rng, 2, 50, 1, seed_sd)
+        verdicts.append(evaluate(Difference(1, 2), runs, context)[0])
+    assert rate(verdicts, SUPPORTED, CONTRADICTED) <= ALLOWED

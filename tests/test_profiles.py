@@ -41,8 +41,10 @@ def test_a_profile_shortens_the_study_recipe_and_leaves_the_course_recipes_alone
     assert run_settings(get_experiment(20), 15, 64) == (None, None)  # modern recipe: its 30 epochs, batch 256
     assert run_settings(get_experiment(21), 15, 64) == (None, None)
     assert run_settings(get_experiment(9).vary(dropout=0.5), 15, 64) == (15, 64)  # a spec change keeps the recipe
-    sweep = get_experiment(9).vary(batch_size=128, validation=0.1)
-    assert run_settings(sweep, 15, 64, keep_batch_size=True) == (None, None)
+    grid = get_experiment(9).vary(learning_rate=3e-3, batch_size=128, epochs=10, validation=0.1)
+    assert run_settings(grid, 15, 64, keep_batch_size=True) == (None, None)
+    dropout_sweep = get_experiment(9).vary(dropout=0.5, epochs=10, validation=0.1)
+    assert run_settings(dropout_sweep, 15, 64) == (None, 64)  # its own length, the profile's batch
     assert run_settings(get_experiment(9), 15, 64, keep_batch_size=True) == (15, None)
     assert run_settings(get_experiment(21), 2, None, every_recipe=True) == (2, None)  # quick: a smoke test
 
@@ -62,7 +64,8 @@ def test_laptop_training_tasks():
     factorial = {k for k in by_key if k[0] in (6, 7, 8, 9, 11, 12, 13, 18) and k[1] is None}
     assert {seed for _, _, seed in factorial} == {0, 1} and len(factorial) == 16
     sweeps = [t for t in tasks if t.variant_label]
-    assert len(sweeps) == 2 * 2 + 3 and all(t.epochs is None and t.batch_size is None for t in sweeps)
+    assert len(sweeps) == 2 * 2 + 3 and all(t.epochs is None for t in sweeps)
+    assert [t.batch_size for t in sweeps if t.variant_label.startswith("dropout")] == [64, 64, 64]
     assert len(tasks) == 21 + 8 + 7
 
 
