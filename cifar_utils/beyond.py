@@ -159,6 +159,8 @@ def judge_largest(cells: pd.DataFrame, factor: str) -> tuple[str, str]:
     evidence = (f"main effect of {factor} {own['estimate']:+.2f} points, next largest {rival} "
                 f"{rivals.loc[rival, 'estimate']:+.2f}: margin {margin:+.2f}; noise ±{threshold:.2f} at the 5 % level "
                 f"({margin_noise.how})")
+    if own["estimate"] < 0 and verdict == "supported":
+        evidence += "; the largest, but it lowers test accuracy at these settings"
     return verdict, evidence
 
 

@@ -114,18 +114,18 @@ def seed_spread(sides: Sequence[Side], weights: Sequence[float], pool: bool = Fa
     """Variance of sum(weight_i x mean_i) from the seeds, its parts as (variance, df) for
     Satterthwaite's degrees of freedom, and a phrase.
 
-    Welch when every side has two or more seeds. Else, or with ``pool`` (a factorial's
-    cells), one variance for all: the sides' own pooled, or the setting's (``Spread``:
-    every experiment with several seeds at these settings) when that has more df; with
-    neither, ``SINGLE_SEED_SD`` is assumed (no df: nothing measured)."""
+    The setting's variance (``Spread``: pooled over every experiment with several seeds at
+    these settings) when it has more df than the sides' own; else Welch when every side
+    has two or more seeds; else, or with ``pool`` (a factorial's cells), the sides' own
+    pooled; with nothing measured, ``SINGLE_SEED_SD`` is assumed (no df)."""
     counts = "/".join(str(s.n) for s in sides) if len(sides) <= 3 else \
         f"{min(s.n for s in sides)}-{max(s.n for s in sides)} per cell,"
-    if not pool and all(s.n >= 2 for s in sides):
-        parts = [(w * w * s.var / s.n, s.n - 1) for s, w in zip(sides, weights, strict=True)]
-        return sum(v for v, _ in parts), parts, f"{counts} seeds"
     per_run = sum(w * w / s.n for s, w in zip(sides, weights, strict=True))
     measured = [s for s in sides if s.n >= 2]
     dof = sum(s.n - 1 for s in measured)
+    if not pool and all(s.n >= 2 for s in sides) and (setting is None or setting.df <= dof):
+        parts = [(w * w * s.var / s.n, s.n - 1) for s, w in zip(sides, weights, strict=True)]
+        return sum(v for v, _ in parts), parts, f"{counts} seeds"
     if setting is not None and setting.df > dof:
         var = setting.var * per_run
         return var, [(var, setting.df)], (f"{counts} seeds, spread measured over {setting.experiments} experiments "

@@ -45,9 +45,11 @@ def test_cosine_warmup_peaks_at_the_recipe_rate():
 
 def test_optimizers_carry_the_recipe():
     recipe = dataclasses.replace(MODERN_RECIPE, ema=0.99)
-    sgd = make_optimizer(recipe, steps_per_epoch=10, epochs=3)
+    sgd = make_optimizer(recipe, steps_per_epoch=88, epochs=30)  # experiment 20's full run: 2,640 steps
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == recipe.momentum
     assert sgd.use_ema and sgd.ema_momentum == 0.99 and sgd.weight_decay == recipe.weight_decay
+    short = make_optimizer(recipe, steps_per_epoch=10, epochs=3)  # 30 steps: 0.99 would keep 75 % step-1 weights
+    assert short.use_ema and short.ema_momentum ** 29 == pytest.approx(1e-3)
     assert not make_optimizer(dataclasses.replace(recipe, ema=0.0), 10, 3).use_ema
     adam = make_optimizer(STUDY_RECIPE, 10, 3)
     assert isinstance(adam, keras.optimizers.Adam) and not adam.use_ema and adam.weight_decay is None
