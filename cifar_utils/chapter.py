@@ -219,11 +219,11 @@ class Chapter:
         return found
 
     def try_out(self, experiments: Sequence[int | Experiment], epochs: int | None = None, subset: int = 2000,
-                batch_size: int = 128) -> list[RunRecord]:
+                batch_size: int | None = 128) -> list[RunRecord]:
         """An exercise's short experiment: each model trained ``epochs`` epochs (3, or fewer
         when the chapter's runs are shorter) on a stratified ``subset`` of the training
         images, into ``exercises/`` (never mixed with the chapter's runs), then its curves on
-        one axis and its numbers."""
+        one axis and its numbers. ``batch_size`` None: each recipe's own."""
         epochs = epochs or min(3, self.epochs or 3)
         from .plots import plot_run_groups
 
