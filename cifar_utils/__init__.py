@@ -4,6 +4,14 @@ and verdicts for the CIFAR-10 course.
 The chapter notebooks import this package; see README.md for the tour.
 """
 
+from .colab import require_keras_3
+from .quiet import tensorflow_start
+
+# First, before anything imports Keras: TensorFlow's C++ start-up lines stay out of the outputs
+# (TF_CPP_MIN_LOG_LEVEL, default 3; see quiet.py), and a Keras that is not Keras 3 is refused by name.
+with tensorflow_start():
+    require_keras_3()
+
 from .augment import Augment, Translate
 from .data import CLASS_NAMES, CifarData, CifarDataError, load_cifar10
 from .experiments import (

@@ -164,9 +164,12 @@ def _banner(profile: dict) -> str:
                 "A smoke test of the pipeline: these are not the study's numbers.")
     if profile.get("profile") == "reference":
         return _reference_banner(profile, where)
-    epochs = profile.get("epochs") or "each recipe's (the study's 300)"
-    batch = profile.get("batch_size") or "each recipe's (the study's 512)"
-    return (f"Full profile: epochs {epochs}, batch {batch}, seeds {profile.get('seeds')}, "
+    epochs = profile.get("epochs") or "the study's 300"
+    batch = profile.get("batch_size") or "the study's 512"
+    name = "Laptop profile (a short setting of its own, not the study's length)" \
+        if profile.get("profile") == "laptop" else "Full profile"
+    return (f"{name}: the study's recipe at epochs {epochs}, batch {batch} (chapter 6's own recipes at theirs), "
+            f"seeds {profile.get('seeds')}, "
             f"{evaluation_phrase(profile.get('eval_every', 1))}; {where}; "
             f"speed settings: {profile.get('speed', 'Keras defaults')}; started {profile.get('started')}.")
 

@@ -99,12 +99,14 @@ class Summary:
             "training time": f"{runs['wall_seconds'].sum() / 60:.1f} minutes in all",
         }
         show("\n".join(f"- **{k}**: {v}" for k, v in facts.items()))
-        problem = next((p for p in (settings_problem(r.params["train_size"], r.params["test_size"],
-                                                     r.epochs_completed, r.params["batch_size"])
-                                    for r in self.registry) if p), None)
-        if problem:
-            show(f"**A smoke test, not an experiment**: some runs here cannot carry a verdict ({problem}); their "
-                 "judgements say *too short to judge*.")
+        problems = {r.experiment: p for r in self.registry if (p := settings_problem(
+            r.params["train_size"], r.params["test_size"], r.epochs_completed, r.params["batch_size"]))}
+        if len(problems) == len({r.experiment for r in self.registry}):
+            show(f"**A smoke test, not an experiment**: these runs cannot carry a verdict "
+                 f"({next(iter(problems.values()))}); every judgement says *too short to judge*.")
+        elif problems:
+            show("*" + "; ".join(f"Experiment {n} cannot carry a verdict ({p})" for n, p in sorted(problems.items()))
+                 + ": judgements that need it say *too short to judge*.*")
         self._left_out_note()
 
     def _left_out_note(self) -> None:
