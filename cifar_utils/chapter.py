@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import backend
 from .claims import CONTRADICTED, SUPPORTED, TOO_SHORT, Difference, Judgement, evaluate, get_claim, judge
-from .course import chapter6_settings, profile_settings, run_settings
+from .course import chapter6_settings, run_settings, with_profile
 from .data import CifarData, load_cifar10
 from .experiments import CHAPTERS, Experiment, chapter_experiments, get_experiment
 from .model_code import architecture, code_changes, model_code
@@ -76,11 +76,8 @@ class Chapter:
         self.title = CHAPTERS[number]
         own = [e.number for e in chapter_experiments(number)]
         self.experiments = own if experiments is None else [get_experiment(n).number for n in experiments]
-        sizes = profile_settings(profile)  # what the profile sets where a parameter is None
-        epochs = sizes["epochs"] if epochs is None else epochs
-        batch_size = sizes["batch_size"] if batch_size is None else batch_size
-        subset = sizes["subset"] if subset is None else subset
-        data_source = sizes["data"] if data_source is None else data_source
+        sizes = with_profile(profile, epochs=epochs, batch_size=batch_size, subset=subset, data_source=data_source)
+        epochs, batch_size, subset, data_source = (sizes[k] for k in ("epochs", "batch_size", "subset", "data_source"))
         self.profile, self.every_recipe = profile, sizes["every_recipe"]
         self.epochs, self.batch_size, self.seeds = epochs, batch_size, list(dict.fromkeys(seeds))
         self.data_source, self.subset, self.log_every = data_source, subset, log_every

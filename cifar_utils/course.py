@@ -55,6 +55,15 @@ def profile_settings(profile: str | None) -> dict:
     return PROFILES[name]
 
 
+def with_profile(profile: str | None, **given) -> dict:
+    """``epochs``, ``batch_size``, ``subset`` and ``data_source`` as given, the profile's
+    where None, and whether the profile shortens every recipe (``every_recipe``)."""
+    sizes = profile_settings(profile)
+    names = {"epochs": "epochs", "batch_size": "batch_size", "subset": "subset", "data_source": "data"}
+    filled = {key: sizes[names[key]] if value is None else value for key, value in given.items()}
+    return {**filled, "every_recipe": sizes["every_recipe"]}
+
+
 def chapter6_settings(profile: str | None, given: dict) -> dict:
     """Chapter 6's own parameters: what was given, the profile's for the rest (None)."""
     defaults = CHAPTER6_PROFILES[profile or "full"]

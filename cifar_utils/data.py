@@ -551,6 +551,18 @@ def _stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator, sp
     return rng.permutation(np.concatenate(picked))
 
 
+def stratified_share(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of ``fraction`` of each class (rounded per class), drawn with ``seed``:
+    the same images every time for the same labels. ``labels``: integers or one-hot."""
+    classes = labels.argmax(axis=1) if labels.ndim == 2 else np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for cls in np.unique(classes):
+        members = np.flatnonzero(classes == cls)
+        held.append(rng.choice(members, size=int(round(fraction * len(members))), replace=False))
+    return np.sort(np.concatenate(held))
+
+
 def fingerprint(data) -> str:
     """A short content hash of a dataset, so run folders tell data sources apart."""
     (x_train, y_train), (x_test, y_test) = data

@@ -27,6 +27,8 @@ import math
 import keras
 import numpy as np
 
+from .data import stratified_share
+
 # The fixed training images the final model is measured on: enough for a binomial
 # standard error of about 1 point on a training accuracy near 80 % and for per-channel
 # batch-norm statistics (each channel pools 2,000 x height x width positions), small
@@ -42,16 +44,9 @@ EMA_FIRST_WEIGHT_SHARE = 1e-3
 def train_eval_indices(labels: np.ndarray, count: int = TRAIN_EVAL_IMAGES, seed: int = TRAIN_EVAL_SEED) -> np.ndarray:
     """Sorted indices of ``count`` training images, the same share of each class, the same
     for every run on the same training set (all of them when there are fewer)."""
-    classes = labels.argmax(axis=1) if labels.ndim == 2 else np.asarray(labels)
-    if count >= len(classes):
-        return np.arange(len(classes))
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for cls in np.unique(classes):
-        members = np.flatnonzero(classes == cls)
-        share = int(round(count * len(members) / len(classes)))
-        chosen.append(rng.choice(members, size=min(share, len(members)), replace=False))
-    return np.sort(np.concatenate(chosen))
+    if count >= len(labels):
+        return np.arange(len(labels))
+    return stratified_share(labels, count / len(labels), seed)
 
 
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .chapter import BEST_EPOCH_NOTE, show
 from .claims import TOO_SHORT, judge_all
-from .course import profile_settings, run_settings
+from .course import run_settings, with_profile
 from .data import CLASS_NAMES, load_cifar10
 from .experiments import EXPERIMENTS, STUDY_EXPERIMENTS, get_experiment
 from .noise import settings_problem
@@ -46,11 +46,8 @@ class Summary:
                  batch_size: int | None = None, seeds: Sequence[int] = (0,), data_source: str | None = None,
                  subset: int | None = None, eval_every: int = 1, reference_dir: str | os.PathLike | None = None,
                  run_token: str | None = None, profile: str | None = None):
-        sizes = profile_settings(profile)  # what the profile sets where a parameter is None
-        epochs = sizes["epochs"] if epochs is None else epochs
-        batch_size = sizes["batch_size"] if batch_size is None else batch_size
-        subset = sizes["subset"] if subset is None else subset
-        data_source = sizes["data"] if data_source is None else data_source
+        sizes = with_profile(profile, epochs=epochs, batch_size=batch_size, subset=subset, data_source=data_source)
+        epochs, batch_size, subset, data_source = (sizes[k] for k in ("epochs", "batch_size", "subset", "data_source"))
         self.out_dir = Path(out_dir)
         self.figures_dir = self.out_dir / "figures"
         self.run_token, self.figures = run_token, []

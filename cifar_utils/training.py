@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from . import backend
-from .data import load_cifar10
+from .data import load_cifar10, stratified_share
 from .experiments import Experiment, Recipe, get_experiment
 from .final_model import batch_norm_layers, reestimate_batch_norm, restore_batch_norm, train_eval_indices
 from .models import build_model, compile_model, prepare_model
@@ -360,16 +360,8 @@ def data_fingerprint(data) -> str:
 
 def validation_split(labels: np.ndarray, fraction: float, seed: int = VALIDATION_SEED) -> tuple[np.ndarray, ...]:
     """Indices (train, validation): ``fraction`` of each class held out, the same every run."""
-    classes = labels.argmax(axis=1) if labels.ndim == 2 else labels
-    rng = np.random.default_rng(seed)
-    held = []
-    for cls in np.unique(classes):
-        members = np.flatnonzero(classes == cls)
-        count = int(round(fraction * len(members)))
-        held.append(rng.choice(members, size=count, replace=False))
-    held = np.sort(np.concatenate(held))
-    kept = np.setdiff1d(np.arange(len(classes)), held)
-    return kept, held
+    held = stratified_share(labels, fraction, seed)
+    return np.setdiff1d(np.arange(len(labels)), held), held
 
 
 def effective_recipe(exp: Experiment, epochs: int | None = None, batch_size: int | None = None) -> Recipe:
