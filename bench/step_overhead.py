@@ -25,7 +25,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cifar_utils.backend import backend_name, device_description, prepare_steps, versions  # noqa: E402
-from cifar_utils.speed import Speed, fit_data  # noqa: E402
+from cifar_utils.batches import EpochDraws, fit_data  # noqa: E402
+from cifar_utils.speed import Speed  # noqa: E402
 
 SETTINGS = {
     "defaults": Speed(),
@@ -47,7 +48,9 @@ def seconds_per_epoch(speed: Speed, data, epochs: int) -> tuple[float, float]:
     marks: list[float] = []
     clock = keras.callbacks.LambdaCallback(on_epoch_begin=lambda *_: marks.append(time.perf_counter()),
                                            on_epoch_end=lambda *_: marks.append(time.perf_counter()))
-    model.fit(**fit_data(*data, speed, BATCH, fit_batch), epochs=epochs, verbose=0, callbacks=[clock])
+    feed = fit_data(*data, BATCH, seed=0, fit_batch=fit_batch, eval_batch_size=speed.eval_batch_size,
+                    on_device=speed.data_on_device)
+    model.fit(**feed, epochs=epochs, verbose=0, callbacks=[EpochDraws(0, feed["x"]), clock])
     epoch_times = np.diff(marks)[::2]
     return float(np.median(epoch_times[1:])), float(model.layers[-1].get_weights()[0].sum())
 

@@ -13,6 +13,7 @@ with tensorflow_start():
     require_keras_3()
 
 from .augment import Augment, Translate
+from .batches import EpochBatches, EpochDraws, epoch_order
 from .data import CLASS_NAMES, CifarData, CifarDataError, load_cifar10
 from .experiments import (
     CHAPTERS,
@@ -30,7 +31,7 @@ from .experiments import (
 from .models import build_model, compile_model
 from .plots import plot_history, plot_study_comparison, plot_test_accuracy_curves, save_figure
 from .results import results_table
-from .speed import DeviceBatches, Speed
+from .speed import Speed
 from .training import RunError, RunRecord, load_records, run_experiment
 
 __version__ = "0.2.0"
@@ -40,5 +41,5 @@ __all__ = [
     "CHAPTERS", "EXPERIMENTS", "STUDY_EXPERIMENTS", "STUDY_RECIPE", "AirbenchSpec", "ArchSpec", "DenseSpec",
     "Experiment", "Recipe", "chapter_experiments", "get_experiment", "build_model", "compile_model",
     "RunError", "RunRecord", "load_records", "run_experiment", "plot_history", "plot_study_comparison",
-    "plot_test_accuracy_curves", "save_figure", "results_table", "Speed", "DeviceBatches",
+    "plot_test_accuracy_curves", "save_figure", "results_table", "Speed", "EpochBatches", "EpochDraws", "epoch_order",
 ]

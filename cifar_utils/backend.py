@@ -48,6 +48,18 @@ def device_description() -> str:
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
 
 
+def cpu_name() -> str:
+    """The CPU's model name (timings differ up to ~5x between CPUs), e.g. 'AMD EPYC'."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def versions() -> dict[str, str]:
     import numpy
 

@@ -25,10 +25,14 @@ CHAPTER_PARAMETERS = ("profile", "epochs", "batch_size", "seeds", "data_source",
 #   would give 100): the study's effects show and can be judged on 2 CPU cores in about
 #   30 minutes (docs/benchmarks.md; 15 epochs and three seeds per factorial cell took an
 #   estimated 55 minutes of training alone).
+# cpu: the reference a 2-core CPU can make (issue 18): the full data, the study's recipe
+#   (Adam 1e-3, batch 512) for 30 of its 300 epochs, seed 0; about 2.5-3 CPU-hours for
+#   experiments 1-17 (docs/benchmarks.md), the whole profile about 6.
 # full: the study's recipe as it was (300 epochs, batch 512) on the full data.
 PROFILES = {
     "quick": {"data": "sample", "epochs": 2, "batch_size": None, "seeds": [0], "subset": 500, "every_recipe": True},
     "laptop": {"data": None, "epochs": 10, "batch_size": 64, "seeds": [0], "subset": 5000, "every_recipe": False},
+    "cpu": {"data": None, "epochs": 30, "batch_size": None, "seeds": [0], "subset": None, "every_recipe": False},
     "full": {"data": None, "epochs": None, "batch_size": None, "seeds": [0], "subset": None, "every_recipe": False},
 }
 # Chapter 6's own parameters; defaults as in its notebook (the full profile).
@@ -44,7 +48,13 @@ CHAPTER6_QUICK = {"factorial_seeds": [0], "modern_seeds": [0], "fast_seeds": [0]
 # dropout rates at the profile's 10 epochs.
 CHAPTER6_LAPTOP = {"factorial_seeds": [0, 1], "modern_seeds": [0], "fast_seeds": [0], "grid_epochs": 10,
                    "learning_rates": [1e-3, 3e-3], "batch_sizes": [64, 512], "dropout_rates": [0.0, 0.3, 0.5]}
-CHAPTER6_PROFILES = {"quick": CHAPTER6_QUICK, "laptop": CHAPTER6_LAPTOP, "full": CHAPTER6_DEFAULTS}
+# The CPU reference: three seeds per factorial cell (seed 0 of each is also chapters 1-4's
+# run) and of experiment 21 (its recipe, about 18 minutes a seed), experiment 20 once
+# (about 18 minutes), and the sweeps at 10 epochs on two points a factor.
+CHAPTER6_CPU = {"factorial_seeds": [0, 1, 2], "modern_seeds": [0], "fast_seeds": [0, 1, 2], "grid_epochs": 10,
+                "learning_rates": [1e-3, 3e-3], "batch_sizes": [128, 512], "dropout_rates": [0.0, 0.3, 0.5]}
+CHAPTER6_PROFILES = {"quick": CHAPTER6_QUICK, "laptop": CHAPTER6_LAPTOP, "cpu": CHAPTER6_CPU,
+                     "full": CHAPTER6_DEFAULTS}
 
 
 def profile_settings(profile: str | None) -> dict:

@@ -166,12 +166,21 @@ def _banner(profile: dict) -> str:
         return _reference_banner(profile, where)
     epochs = profile.get("epochs") or "the study's 300"
     batch = profile.get("batch_size") or "the study's 512"
-    name = "Laptop profile (a short setting of its own, not the study's length)" \
-        if profile.get("profile") == "laptop" else "Full profile"
+    name = {"laptop": "Laptop profile (a short setting of its own, not the study's length)",
+            "cpu": f"CPU profile ({epochs} of the study's 300 epochs on the full data)"}.get(
+        profile.get("profile"), "Full profile")
     return (f"{name}: the study's recipe at epochs {epochs}, batch {batch} (chapter 6's own recipes at theirs), "
             f"seeds {profile.get('seeds')}, "
             f"{evaluation_phrase(profile.get('eval_every', 1))}; {where}; "
-            f"speed settings: {profile.get('speed', 'Keras defaults')}; started {profile.get('started')}.")
+            f"speed settings: {profile.get('speed', 'Keras defaults')}; "
+            f"{_made_by(profile)}started {profile.get('started')}.")
+
+
+def _made_by(profile: dict) -> str:
+    """The CPU and the package commit, where the profile names them."""
+    parts = [f"CPU {profile['cpu']}" if profile.get("cpu") else "",
+             f"package {profile['package_version']} at commit {profile['commit']}" if profile.get("commit") else ""]
+    return "".join(f"{part}; " for part in parts if part)
 
 
 def _reference_banner(profile: dict, where: str) -> str:

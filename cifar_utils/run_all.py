@@ -83,7 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="quick: 500 sample images, 2 epochs, no verdicts, exercises not trained (a smoke test "
                              "in minutes); laptop: 5,000 real training images, the full test set, 10 epochs at "
                              "batch 64 (the study's effects, judged, in about 30 minutes on 2 CPU cores; needs "
-                             "--data or $CIFAR10_SOURCE); full (default): the study's recipe as it was")
+                             "--data or $CIFAR10_SOURCE); cpu: the CPU reference, the full data at 30 of the "
+                             "study's 300 epochs (about 6 hours on 2 cores: train it in pieces, README); "
+                             "full (default): the study's recipe as it was")
     parser.add_argument("--quick", action="store_true", help="the same as --profile quick")
     parser.add_argument("--reference", type=Path, metavar="DIR",
                         help="render every chapter from the run records in DIR (e.g. results/reference): "
@@ -417,7 +419,7 @@ def write_profile(args: argparse.Namespace, notebooks: list[Path]) -> dict:
     """What this invocation is, for the report's banner and its inclusion rules; returned,
     so this invocation's report reads its own profile even if another invocation on the
     same --out rewrites profile.json meanwhile."""
-    from .backend import backend_name, device_description, versions
+    from .backend import backend_name, cpu_name, device_description, versions
     from .training import write_atomic
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -428,10 +430,28 @@ def write_profile(args: argparse.Namespace, notebooks: list[Path]) -> dict:
                "chapters": [nb.stem for nb in notebooks],
                "parameters": {nb.stem: notebook_parameters(args, nb)
                               for nb in sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))},
-               "backend": backend_name(), "device": device_description(), "versions": versions(),
-               "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+               "backend": backend_name(), "device": device_description(), "cpu": cpu_name(), "versions": versions(),
+               **source_identity(), "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     write_atomic(args.out / "profile.json", json.dumps(profile, indent=1))
     return profile
+
+
+def source_identity() -> dict:
+    """The package version and the git commit it ran from ("+dirty" with uncommitted
+    changes; None outside a git checkout), so a reference names the code that made it."""
+    from . import __version__
+
+    def git(*command: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(ROOT), *command], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    return {"package_version": __version__, "commit": commit}
 
 
 def data_identity(args: argparse.Namespace) -> dict:

@@ -3,9 +3,9 @@
 Every setting here leaves the training the same computation (same batches in the same
 order, same random draws, float32): on JAX the losses come out bit-identical, on
 TensorFlow equal to float rounding (tests/test_speed.py). So they do not name a run: a
-finished run is reused whatever its speed settings were. One caveat: ``data_on_device``
-draws the epoch's order from NumPy, as Keras' JAX path does; TensorFlow and PyTorch
-normally draw it from their own generators, so there it is an equally random other order.
+finished run is reused whatever its speed settings were. The batches' order is a function
+of the run's seed and the epoch on every backend (``batches.epoch_order``), whatever the
+settings.
 Settings that change the numbers (how often the test set is evaluated) are run
 parameters instead (``run_experiment(eval_every=...)``).
 """
@@ -15,9 +15,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-
-import keras
-import numpy as np
 
 JIT_CHOICES = ("auto", True, False)
 
@@ -32,7 +29,7 @@ class Speed:
     size). Larger means fewer calls; metrics are sample-weighted means, so only float
     rounding changes.
     ``data_on_device``: copy the arrays to the accelerator once and cut batches there
-    (``DeviceBatches``) instead of slicing NumPy arrays and copying every batch.
+    (``batches.EpochBatches(on_device=True)``) instead of copying every batch over.
     """
 
     jit_compile: bool | str = "auto"
@@ -102,51 +99,3 @@ def speed_flags(speed: Speed) -> list[str]:
     if speed.eval_batch_size is not None:
         flags += ["--eval-batch-size", str(speed.eval_batch_size)]
     return flags + (["--data-on-device"] if speed.data_on_device else [])
-
-
-class DeviceBatches(keras.utils.PyDataset):
-    """Batches cut from arrays that live on the backend's device (the GPU, if there is one).
-
-    ``model.fit`` on NumPy arrays slices each batch on the host and copies it over; on JAX
-    it even turns device arrays back into NumPy first. Here the arrays are copied once and
-    each batch is a ``keras.ops.take`` on the device. The shuffle draws one
-    ``np.random.permutation`` per epoch, as Keras' array adapter does, so under the same
-    seed the batches are the same ones in the same order.
-    """
-
-    def __init__(self, x, y, batch_size: int, shuffle: bool = False):
-        super().__init__()
-        if len(x) != len(y):
-            raise ValueError(f"DeviceBatches: {len(x)} images but {len(y)} labels")
-        self.x, self.y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
-        self.batch_size, self.shuffle, self.size = batch_size, shuffle, len(x)
-        self.order = np.arange(self.size)
-
-    @property
-    def num_batches(self) -> int:
-        return -(-self.size // self.batch_size)
-
-    def __len__(self) -> int:
-        return self.num_batches
-
-    def on_epoch_begin(self) -> None:
-        if self.shuffle:
-            self.order = np.random.permutation(self.size)
-
-    def __getitem__(self, index: int):
-        if not 0 <= index < self.num_batches:
-            raise IndexError(f"batch {index} out of range 0..{self.num_batches - 1}")
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        return keras.ops.take(self.x, rows, axis=0), keras.ops.take(self.y, rows, axis=0)
-
-
-def fit_data(train, test, speed: Speed, batch_size: int, fit_batch: int | None = None) -> dict:
-    """The data arguments of ``model.fit`` for these settings (``fit_batch``: the batch
-    ``backend.prepare_steps`` returned, larger than ``batch_size`` when JAX fuses steps)."""
-    (x, y), (x_test, y_test) = train, test
-    fit_batch, eval_batch = fit_batch or batch_size, speed.eval_batch_size or batch_size
-    if speed.data_on_device:
-        return {"x": DeviceBatches(x, y, fit_batch, shuffle=True),
-                "validation_data": DeviceBatches(x_test, y_test, eval_batch), "shuffle": False}
-    return {"x": x, "y": y, "batch_size": fit_batch, "validation_data": (x_test, y_test),
-            "validation_batch_size": eval_batch, "shuffle": True}

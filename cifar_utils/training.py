@@ -40,12 +40,13 @@ import numpy as np
 import pandas as pd
 
 from . import backend
+from .batches import EpochDraws, fit_data
 from .data import load_cifar10, stratified_share
 from .experiments import Experiment, Recipe, get_experiment
 from .final_model import batch_norm_layers, reestimate_batch_norm, restore_batch_norm, train_eval_indices
 from .models import build_model, compile_model, prepare_model
 from .recipes import evaluate_views, predict_views, scores, steps_per_epoch
-from .speed import Speed, fit_data
+from .speed import Speed
 
 RECORD_FILE = "record.json"
 HISTORY_FILE = "history.csv"
@@ -484,10 +485,13 @@ def _train(plan: RunPlan, speed: Speed, log_every: int | None, checkpoint_second
     run_dir, recipe = plan.run_dir, plan.recipe
     model, initial_epoch, fit_batch, speed = _model_at_last_checkpoint(plan, speed)
     progress = ProgressLogger(plan.label, recipe.epochs, log_every, plan.evaluated_on)
-    all_callbacks = [EpochTimer(), keras.callbacks.TerminateOnNaN(), HistoryWriter(run_dir / HISTORY_FILE),
+    data = fit_data(plan.train, plan.evaluation, recipe.batch_size, plan.seed, fit_batch, speed.eval_batch_size,
+                    speed.data_on_device)
+    all_callbacks = [EpochDraws(plan.seed, data["x"]), EpochTimer(), keras.callbacks.TerminateOnNaN(),
+                     HistoryWriter(run_dir / HISTORY_FILE),
                      Checkpointer(run_dir, recipe.epochs, checkpoint_seconds), progress, *callbacks]
     if initial_epoch < recipe.epochs:
-        model.fit(**fit_data(plan.train, plan.evaluation, speed, recipe.batch_size, fit_batch),
+        model.fit(**data,
                   epochs=recipe.epochs, initial_epoch=initial_epoch,
                   validation_freq=evaluation_epochs(recipe.epochs, plan.eval_every), verbose=0,
                   callbacks=all_callbacks)
@@ -616,7 +620,7 @@ def _model_at_last_checkpoint(plan: RunPlan, speed: Speed) -> tuple[keras.Model,
             warnings.warn(f"{checkpoint}: not used: {run_dir / HISTORY_FILE} holds only {rows} epochs, "
                           f"so resuming after epoch {epoch} would leave a gap", stacklevel=3)
             continue
-        keras.utils.set_random_seed(plan.seed * 100_003 + epoch)  # fresh shuffles after a resume
+        keras.utils.set_random_seed(plan.seed)  # order and draws per epoch: batches.EpochDraws
         model, fit_batch, effective = _compiled_model(plan, speed)
         if checkpoint is not None:
             try:

@@ -1,4 +1,4 @@
-"""Profiles (quick, laptop, full), the rule that decides each run's epochs and batch size,
+"""Profiles (quick, laptop, cpu, full), the rule that decides each run's epochs and batch size,
 and the chapter cells that must never train: a smoke test says so and judges nothing."""
 
 from pathlib import Path
@@ -69,12 +69,28 @@ def test_laptop_training_tasks():
     assert len(tasks) == 21 + 8 + 7
 
 
+def test_cpu_reference_profile_tasks():
+    args = driver.parse_args(["--profile", "cpu", "--data", "x.npz"])
+    assert (args.epochs, args.batch_size, args.subset, args.seeds) == (30, None, None, [0])
+    tasks = driver.training_tasks(args, driver.chapters(ROOT / "notebooks", []))
+    by_key = {(t.experiment, t.variant_label, t.seed): t for t in tasks}
+    assert all((by_key[(n, None, 0)].epochs, by_key[(n, None, 0)].batch_size) == (30, None) for n in range(1, 20))
+    assert all((by_key[(n, None, 0)].epochs, by_key[(n, None, 0)].batch_size) == (None, None) for n in (20, 21))
+    factorial = {k for k in by_key if k[0] in (6, 7, 8, 9, 11, 12, 13, 18) and k[1] is None}
+    assert {seed for _, _, seed in factorial} == {0, 1, 2} and len(factorial) == 24
+    assert {k[2] for k in by_key if k[0] == 21} == {0, 1, 2} and {k[2] for k in by_key if k[0] == 20} == {0}
+    sweeps = [t for t in tasks if t.variant_label]
+    assert len(sweeps) == 2 * 2 + 3 and all(t.epochs is None for t in sweeps)
+    assert len(tasks) == 21 + 16 + 2 + 7
+    assert not driver.notebook_parameters(args, ROOT / "notebooks" / "03_techniques.ipynb")["exercises"]
+
+
 def test_chapter_parameters_take_the_profile_where_none():
     assert chapter6_settings("laptop", {"grid_epochs": None, "fast_seeds": [3]})["fast_seeds"] == [3]
     assert chapter6_settings("laptop", {})["factorial_seeds"] == [0, 1]
-    with pytest.raises(ValueError, match="profile 'huge': unknown; choose one of quick, laptop, full"):
+    with pytest.raises(ValueError, match="profile 'huge': unknown; choose one of quick, laptop, cpu, full"):
         profile_settings("huge")
-    assert set(PROFILES) == {"quick", "laptop", "full"}
+    assert set(PROFILES) == {"quick", "laptop", "cpu", "full"}
 
 
 @pytest.fixture

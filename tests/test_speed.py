@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_utils import DeviceBatches, Speed, build_model, load_cifar10, run_experiment
+from cifar_utils import Speed, build_model, load_cifar10, run_experiment
 from cifar_utils.plots import plot_history
 from cifar_utils.run_all import parse_args
 from cifar_utils.training import evaluation_epochs, find_finished
@@ -35,28 +35,6 @@ def test_speed_accepts_dicts_and_names_bad_values():
             Speed.coerce(bad)
     with pytest.raises(TypeError, match="speed must be"):
         Speed.coerce("fast")
-
-
-def test_device_batches_cut_keras_order_once_per_epoch():
-    x = np.arange(10 * 2, dtype="float32").reshape(10, 2)
-    y = np.arange(10, dtype="float32")[:, None]
-    batches = DeviceBatches(x, y, batch_size=4, shuffle=True)
-    assert len(batches) == 3
-    np.random.seed(3)
-    expected = np.random.permutation(10)  # what Keras' array adapter draws for an epoch
-    np.random.seed(3)
-    batches.on_epoch_begin()
-    got = [tuple(keras.ops.convert_to_numpy(t) for t in batches[i]) for i in range(3)]
-    assert [len(b[0]) for b in got] == [4, 4, 2]
-    np.testing.assert_array_equal(np.concatenate([b[1] for b in got])[:, 0], expected)
-    np.testing.assert_array_equal(np.concatenate([b[0] for b in got]), x[expected])
-    with pytest.raises(IndexError, match="batch 3"):
-        batches[3]
-    in_order = DeviceBatches(x, y, batch_size=4)
-    in_order.on_epoch_begin()
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(in_order[0][1])[:, 0], [0, 1, 2, 3])
-    with pytest.raises(ValueError, match="10 images but 9 labels"):
-        DeviceBatches(x, y[:9], batch_size=4)
 
 
 def test_evaluation_epochs_keep_first_and_last():
