@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .augment import Augment
-from .data import CLASS_NAMES
+from .data import CLASS_NAMES, stratified_share
 from .experiments import STUDY_LEARNING_RATE, STUDY_RECIPE, get_experiment
 from .models import build_model
 from .recipes import make_loss
@@ -64,14 +64,19 @@ def _seeded_model(experiment, seed: int) -> keras.Sequential:
     return build_model(experiment)
 
 
-def _trainable_model(experiment, seed: int) -> keras.Sequential:
+def _trainable_model(experiment, seed: int, bn_momentum: float | None = None) -> keras.Sequential:
     """A seeded study network with the study's optimizer and loss, for a few ``train_on_batch`` steps.
 
     Built for speed, since tracing the step costs more than the steps: no XLA, no accuracy
     metric, and the optimizer's variables made up front (created inside TensorFlow's first
-    traced step they cost a second trace).
+    traced step they cost a second trace). ``bn_momentum``: every batch-norm layer's momentum
+    instead of Keras' 0.99 (set before the first step, which reads it).
     """
     model = _seeded_model(experiment, seed)
+    if bn_momentum is not None:
+        for layer in model.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = float(bn_momentum)
     model.compile(optimizer=keras.optimizers.Adam(STUDY_LEARNING_RATE), loss=make_loss(STUDY_RECIPE),
                   jit_compile=False)
     model.optimizer.build(model.trainable_variables)
@@ -584,6 +589,190 @@ def plot_activation_distributions(result: ActivationDistributions) -> Figure:
     return fig
 
 
+# ---------------------------------------------------------------------------- 6b. batch-norm running statistics
+
+INFERENCE_STYLE, TRAINING_STYLE = "-", "--"
+MOMENTUM_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple")
+
+
+class BatchNormMomentum(NamedTuple):
+    """``accuracy``: held-out accuracy (%) per training step (0: at initialisation), one column
+    per (momentum, mode); mode ``inference`` uses the running statistics, ``training`` each
+    test batch's own statistics. The rest say what was measured: ``train_images`` and
+    ``test_images`` (stratified draws), ``batch_size``, ``experiment``, ``backend``."""
+
+    accuracy: pd.DataFrame
+    train_images: int
+    test_images: int
+    batch_size: int
+    experiment: int
+    backend: str = ""
+
+
+def _stratified_pick(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Sorted indices of about ``count`` images, the same share of each class (all when there are fewer)."""
+    if count >= len(labels):
+        return np.arange(len(labels))
+    return stratified_share(labels, count / len(labels), seed)
+
+
+def _accuracy(model: keras.Model, images: np.ndarray, classes: np.ndarray, batch_size: int, training: bool) -> float:
+    """Accuracy (%) on ``images``. ``training=True``: in batches of about ``batch_size``, each
+    normalised with its own batch-norm statistics through ``stateless_call``, so nothing is
+    updated; otherwise with the running statistics (``predict_on_batch``: traced once, faster)."""
+    if training:
+        split = np.array_split(np.arange(len(images)), max(1, round(len(images) / batch_size)))
+    else:
+        split = np.array_split(np.arange(len(images)), max(1, math.ceil(len(images) / 500)))
+    correct = 0
+    for batch in split:
+        if training:
+            logits, _ = model.stateless_call(model.trainable_variables, model.non_trainable_variables,
+                                             ops.convert_to_tensor(images[batch]), training=True)
+        else:
+            logits = model.predict_on_batch(images[batch])
+        correct += int((ops.convert_to_numpy(logits).argmax(axis=-1) == classes[batch]).sum())
+    return 100.0 * correct / len(images)
+
+
+def _batch_norms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    return [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+
+
+def _statistics(norms: Sequence[keras.layers.BatchNormalization]) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(ops.convert_to_numpy(n.moving_mean), ops.convert_to_numpy(n.moving_variance)) for n in norms]
+
+
+def _set_statistics(norms: Sequence[keras.layers.BatchNormalization],
+                    statistics: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+    for norm, (mean, variance) in zip(norms, statistics, strict=True):
+        norm.moving_mean.assign(mean)
+        norm.moving_variance.assign(variance)
+
+
+def bn_momentum_effect(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                       momenta: Sequence[float] = (0.99, 0.6), steps: int = 200, every: int = 10,
+                       batch_size: int = 64, train_images: int = 2000, test_images: int = 400, seed: int = 0,
+                       experiment: int = 11, replay: bool = True) -> BatchNormMomentum:
+    """Experiment 11 (batch norm) in its first steps: held-out accuracy with the running statistics
+    against each batch's own, for each batch-norm ``momentum``.
+
+    At inference a batch-norm layer normalises with running averages of the batch means and
+    variances: each training step moves them a fraction ``1 - momentum`` towards the batch's
+    (Keras' default 0.99: 1 %, a memory of about 100 steps), starting from mean 0 and
+    variance 1. In training mode it uses the batch's own statistics. The model takes ``steps``
+    Adam(1e-3) steps (the study's optimizer) on batches drawn from a stratified
+    ``train_images`` subset; every ``every`` steps both accuracies are measured on a
+    stratified ``test_images`` subset of the test set, in batches of ``batch_size`` (in
+    training mode a batch normalises with its own statistics, so its size matters), without
+    updating anything.
+
+    The momentum changes nothing but the running averages: the same seed gives the same
+    weights and the same batches the same steps, whatever the momentum. So with ``replay``
+    one model is trained, with momentum 0 (its running statistics after a step are that
+    step's batch statistics), and each momentum's running averages are computed from those
+    as Keras computes them, ``momentum * old + (1 - momentum) * batch``, then put into the
+    model to measure inference mode. ``replay=False`` trains one model per momentum (twice
+    the time; the test checks that both ways agree).
+    """
+    if steps < 1 or every < 1:
+        raise ValueError(f"steps and every must be >= 1, got {steps} and {every}")
+    if not all(0.0 <= m < 1.0 for m in momenta):
+        raise ValueError(f"batch-norm momenta must be in [0, 1), got {list(momenta)}")
+    picked = _stratified_pick(_class_indices(y_train), train_images, seed)
+    held = _stratified_pick(_class_indices(y_test), test_images, seed)
+    scale = _input_scale(experiment)
+    images = _unit_images(np.asarray(x_train)[picked]) * scale
+    labels = keras.utils.to_categorical(_class_indices(y_train)[picked], len(CLASS_NAMES))
+    test = _unit_images(np.asarray(x_test)[held]) * scale
+    test_classes = _class_indices(y_test)[held]
+    rng = np.random.default_rng(seed)
+    batches = [rng.choice(len(images), size=min(batch_size, len(images)), replace=False) for _ in range(steps)]
+    measured_at = sorted({0, *range(every, steps + 1, every), steps})
+
+    def measure(model):
+        return _accuracy(model, test, test_classes, batch_size, training=False)
+
+    columns: dict[tuple[float, str], list[float]] = {}
+    trained = {None: 0.0} if replay else {float(m): float(m) for m in momenta}
+    for own, momentum in trained.items():
+        model = _trainable_model(experiment, seed, bn_momentum=momentum)
+        norms = _batch_norms(model)
+        if not norms:
+            raise ValueError(f"experiment {experiment} has no batch-norm layer")
+        running = {float(m): _statistics(norms) for m in (momenta if own is None else [own])}
+        for step in range(steps + 1):
+            if step in measured_at:
+                training = _accuracy(model, test, test_classes, batch_size, training=True)
+                for m, statistics in running.items():
+                    columns.setdefault((m, "training"), []).append(training)
+                    if own is None:
+                        _set_statistics(norms, statistics)  # the next step overwrites them again
+                    columns.setdefault((m, "inference"), []).append(measure(model))
+            if step == steps:
+                break
+            model.train_on_batch(images[batches[step]], labels[batches[step]])
+            if own is None:
+                batch = _statistics(norms)  # momentum 0: the step's batch statistics
+                running = {m: [(np.float32(m) * mean + np.float32(1 - m) * batch_mean,
+                                np.float32(m) * variance + np.float32(1 - m) * batch_variance)
+                               for (mean, variance), (batch_mean, batch_variance) in zip(old, batch, strict=True)]
+                           for m, old in running.items()}
+            else:
+                running = {own: _statistics(norms)}
+    accuracy = pd.DataFrame({key: columns[key] for m in momenta for key in ((float(m), "inference"),
+                                                                              (float(m), "training"))},
+                            index=pd.Index(measured_at, name="step"))
+    accuracy.columns = pd.MultiIndex.from_tuples(accuracy.columns, names=["momentum", "mode"])
+    return BatchNormMomentum(accuracy, len(picked), len(held), batch_size, get_experiment(experiment).number,
+                             keras.backend.backend())
+
+
+def momentum_lag(result: BatchNormMomentum) -> pd.DataFrame:
+    """Per momentum: training-mode minus inference-mode accuracy (points), its mean absolute
+    value over the measured steps after initialisation, and at the last step."""
+    accuracy = result.accuracy
+    later = accuracy.index > 0
+    rows = {}
+    for momentum in dict.fromkeys(accuracy.columns.get_level_values("momentum")):
+        gap = accuracy[(momentum, "training")] - accuracy[(momentum, "inference")]
+        rows[momentum] = {"mean_abs_gap": float(gap[later].abs().mean()), "last_gap": float(gap.iloc[-1]),
+                          "last_inference": float(accuracy[(momentum, "inference")].iloc[-1]),
+                          "last_training": float(accuracy[(momentum, "training")].iloc[-1])}
+    frame = pd.DataFrame(rows).T
+    frame.index.name = "momentum"
+    return frame
+
+
+def plot_bn_momentum(result: BatchNormMomentum) -> Figure:
+    """Held-out accuracy over the first steps: solid with the running statistics (inference mode),
+    dashed with each batch's own (training mode), one colour per batch-norm momentum. The
+    training-mode lines of different momenta lie on top of each other (the weights are the
+    same), so each is drawn thinner than the one before and the legend says when they coincide."""
+    accuracy = result.accuracy
+    fig, ax = plt.subplots(figsize=(8.5, 5.2), layout="constrained")
+    momenta = list(dict.fromkeys(accuracy.columns.get_level_values("momentum")))
+    training = [accuracy[(m, "training")].to_numpy() for m in momenta]
+    same = all(np.allclose(t, training[0]) for t in training)
+    for order, (momentum, color) in enumerate(zip(momenta, MOMENTUM_COLORS, strict=False)):
+        memory = 1 / (1 - momentum)
+        ax.plot(accuracy.index, accuracy[(momentum, "inference")], linestyle=INFERENCE_STYLE, color=color,
+                marker="o", markersize=3, label=f"momentum {momentum:g} (memory ≈ {memory:.3g} steps): "
+                                                 "running statistics (inference mode)")
+        ax.plot(accuracy.index, accuracy[(momentum, "training")], linestyle=TRAINING_STYLE, color=color,
+                linewidth=max(4.0 - 1.5 * order, 1.0), alpha=0.8,
+                label=f"momentum {momentum:g}: each batch's own statistics (training mode)"
+                      + (", the same line for every momentum" if same and order == 0 and len(momenta) > 1 else ""))
+    ax.axhline(100 / len(CLASS_NAMES), color="grey", linestyle=":", linewidth=1, label="chance (10 %)")
+    ax.set(xlabel=f"Adam step (lr 1e-3, batch {result.batch_size}, {result.train_images:,} training images)",
+           ylabel=f"accuracy on {result.test_images:,} test images (%)",
+           title=f"Experiment {result.experiment}'s first steps: the same weights, normalised two ways "
+                 f"({result.backend or 'Keras'})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
+    return fig
+
 # ---------------------------------------------------------------------------- 7. augmentation
 
 def augment_draws(image: np.ndarray, draws: int = 8, seed: int = 0, augment: Augment | None = None) -> np.ndarray:
@@ -620,5 +809,6 @@ __all__ = [
     "DropoutExample", "dropout_example", "plot_dropout_mask",
     "activation_spread", "spread_change", "plot_activation_spread", "PLAIN_NETWORK", "BASIC_NETWORK",
     "ActivationDistributions", "activation_distributions", "plot_activation_distributions",
+    "BatchNormMomentum", "bn_momentum_effect", "momentum_lag", "plot_bn_momentum",
     "augment_draws", "plot_augment_draws",
 ]

@@ -265,3 +265,56 @@ def test_augment_draws_differ_and_flip_with_a_fixed_seed(data):
     np.testing.assert_allclose(shown[0], image)
     np.testing.assert_allclose(np.stack(shown[1:]), np.clip(draws, 0, 1))
     assert [ax.get_title() for ax in fig.axes[:2]] == ["original", "draw 1"]
+
+
+@pytest.fixture(scope="module")
+def bn_momentum(data):
+    (x_train, y_train), (x_test, y_test) = data
+    return timed("bn_momentum_effect", il.bn_momentum_effect, x_train, y_train, x_test, y_test)
+
+
+def test_running_statistics_lag_the_weights_with_momentum_099_and_keep_up_with_06(bn_momentum):
+    accuracy = bn_momentum.accuracy
+    assert list(accuracy.index) == list(range(0, 201, 10))
+    assert list(accuracy.columns) == [(0.99, "inference"), (0.99, "training"), (0.6, "inference"), (0.6, "training")]
+    assert (bn_momentum.train_images, bn_momentum.test_images, bn_momentum.batch_size) == (2000, 400, 64)
+    assert bn_momentum.experiment == 11 and bn_momentum.backend == keras.backend.backend()
+    assert accuracy.notna().all().all() and ((accuracy >= 0) & (accuracy <= 100)).all().all()
+    # the momentum changes nothing in training: one set of weights, one training-mode line
+    np.testing.assert_array_equal(accuracy[(0.99, "training")], accuracy[(0.6, "training")])
+    assert accuracy[(0.6, "training")].iloc[-5:].mean() > 25  # it learns (measured 41 % at step 200, seed 0)
+    lag = il.momentum_lag(bn_momentum)
+    assert list(lag.index) == [0.99, 0.6]
+    # measured (seed 0, TensorFlow): mean |training - inference| 27.5 points with 0.99, 1.7 with 0.6
+    assert lag.loc[0.6, "mean_abs_gap"] < 5 and lag.loc[0.99, "mean_abs_gap"] > 10
+    assert lag.loc[0.6, "mean_abs_gap"] < lag.loc[0.99, "mean_abs_gap"] / 4
+    assert abs(lag.loc[0.6, "last_gap"]) < 6 < lag.loc[0.99, "last_gap"]
+    first = accuracy.loc[10:100]  # the first 100 steps: 0.99's averages still hold over a third of their start
+    assert (first[(0.99, "inference")] < first[(0.6, "inference")]).mean() >= 0.9
+    np.testing.assert_allclose(lag.loc[0.99, "last_training"], accuracy[(0.99, "training")].iloc[-1])
+
+    fig = il.plot_bn_momentum(bn_momentum)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 5  # four curves and the chance line
+    for line, column in zip(ax.lines, accuracy.columns, strict=False):
+        np.testing.assert_allclose(line.get_ydata(), accuracy[column])
+        np.testing.assert_array_equal(line.get_xdata(), accuracy.index)
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "memory ≈ 100 steps" in labels[0] and "memory ≈ 2.5 steps" in labels[2]
+    assert "the same line for every momentum" in labels[1]
+
+
+def test_replayed_running_statistics_are_what_keras_computes_with_each_momentum(data, bn_momentum):
+    (x_train, y_train), (x_test, y_test) = data
+    # one model trained with momentum 0 and its statistics averaged by hand, against one model per momentum
+    replayed = il.bn_momentum_effect(x_train, y_train, x_test, y_test, steps=20)
+    trained = timed("bn_momentum_effect(replay=False)", il.bn_momentum_effect, x_train, y_train, x_test, y_test,
+                    steps=20, replay=False)
+    one_image = 100 / replayed.test_images
+    np.testing.assert_allclose(trained.accuracy, replayed.accuracy, atol=one_image + 1e-9)
+    # the same seed, the same first 20 batches: the head of the 200-step run
+    np.testing.assert_allclose(replayed.accuracy, bn_momentum.accuracy.loc[[0, 10, 20]], atol=one_image + 1e-9)
+    with pytest.raises(ValueError, match="no batch-norm layer"):
+        il.bn_momentum_effect(x_train, y_train, x_test, y_test, steps=1, experiment=6)
+    with pytest.raises(ValueError, match="momenta"):
+        il.bn_momentum_effect(x_train, y_train, x_test, y_test, momenta=(1.0,))
