@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -46,9 +47,9 @@ SUMMARY_PARAMETERS = {"out_dir", "epochs", "batch_size", "seeds", "data_source",
 # The figures each chapter must show, so they also appear in --quick (issue #8, #9).
 TEACHING_FIGURES = {
     "01_all_examples", "01_all_input_scale", "02_all_parameters", "02_all_train_vs_test", "03_all_dropout_mask",
-    "03_all_batch_norm", "03_all_init_spread", "03_all_gap", "04_all_augment_draws", "04_all_15_vs_17",
-    "05_all_confusion", "05_all_mistakes", "05_all_accuracy_vs_time", "06_all_factorial", "06_all_grid",
-    "06_all_dropout_sweep", "06_all_accuracy_vs_time",
+    "03_all_batch_norm", "03_all_bn_momentum", "03_all_init_spread", "03_all_gap", "04_all_augment_draws",
+    "04_all_15_vs_17", "05_all_confusion", "05_all_mistakes", "05_all_accuracy_vs_time", "06_all_factorial",
+    "06_all_grid", "06_all_dropout_sweep", "06_all_accuracy_vs_time",
 }
 
 
@@ -95,6 +96,48 @@ def test_the_code_chapter_1_shows_is_the_model_experiment_1_trains():
     exec(compile(cell.source.replace("model.summary()", ""), "chapter 1", "exec"), namespace)
     assert model_differences(namespace["model"], build_model(1)) == []
     assert namespace["model"].count_params() == 24_522
+
+
+def test_chapter_1_shows_the_studys_compile_and_fit_and_trains_only_when_asked(tmp_path):
+    import keras
+    from keras import layers
+
+    from cifar_utils.data import load_cifar10, stratified_share
+
+    cells = nbformat.read(NOTEBOOKS[0], as_version=4).cells
+    (index,) = [i for i, c in enumerate(cells) if c.cell_type == "code" and "model.fit(" in c.source]
+    cell, before = cells[index], cells[index - 1]
+    source = " ".join(cell.source.split())
+    assert ('model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss="categorical_crossentropy", '
+            'metrics=["accuracy"])') in source  # the study's own lines
+    assert "model.fit(x_train, y_train, batch_size=512, epochs=epochs, validation_data=(x_test, y_test)" in source
+    (shown_at,) = [i for i, c in enumerate(cells) if "model-1" in c.metadata.get("tags", [])]
+    assert shown_at < index <= shown_at + 4  # right after the model's code, its note and its check
+    assert before.cell_type == "markdown" and "What it costs" in before.source  # the cost, before the cell
+    assert "cifar_utils.compile_model" in before.source and "run_experiment" in before.source
+
+    (x_train, y_train), (x_test, y_test) = load_cifar10("sample", subset=300)
+    shown = []
+
+    def run(chapter):
+        namespace = {"keras": keras, "layers": layers, "stratified_share": stratified_share, "show": shown.append,
+                     "chapter": chapter, "x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+        exec(compile(cell.source, "chapter 1", "exec"), namespace)
+        return namespace
+
+    from_reference = types.SimpleNamespace(from_reference=True, exercises=True)
+    quick = Chapter(1, out_dir=tmp_path, data_source="sample", exercises=False)  # as ./run_all.sh --quick sets it
+    for chapter in (from_reference, quick):
+        assert "history" not in run(chapter)
+    assert "renders the reference results" in shown[0] and "`exercises=False`" in shown[1]
+    trained = run(types.SimpleNamespace(from_reference=False, exercises=True))
+    history, model = trained["history"], trained["study_model"]
+    assert history.epoch == [0] and history.params["steps"] == 1  # 300 images, batch 512
+    assert {"accuracy", "val_accuracy", "loss", "val_loss"} <= set(history.history)
+    assert model.loss == "categorical_crossentropy" and float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    assert model.layers[-1].get_config()["activation"] == "softmax"  # the slide's model, not the logits one
+    assert "After 1 epoch on 300 training images (1 step of up to 512" in shown[2]
+    assert not (tmp_path / "runs").exists()
 
 
 def starter_experiments(path):
