@@ -2,7 +2,7 @@
 # The GPU release: train the full profile (every chapter, the study's 300 epochs, JAX, the
 # JPEG copy of CIFAR-10) as a pool on a lent GPU machine, within one device call, and bring
 # back what finished as a reference folder. Calls resume each other: a run that finished in
-# an earlier call travels back in results/reference/ (commit it between calls) and is reused.
+# an earlier call travels back in results/reference-gpu/ (commit it between calls) and is reused.
 #
 # Prepare once on the development machine, in the repository root (as for device_suite.sh):
 #   echo /.whl/ >> .git/info/exclude; echo /.data/ >> .git/info/exclude
@@ -11,8 +11,8 @@
 #   mkdir -p .data && cp ../shared/data/cifar10-jpeg-pack.npz ../shared/data/cifar10_unpack.py .data/
 # Try it here first, small:  RELEASE_FLAGS="--subset 200 --epochs 1 --only 01" OUT=/tmp/release bash bench/gpu_release.sh
 # Then on the device: carry [".whl", ".data"], command `bash bench/gpu_release.sh`, timeout_s 600.
-# Back here:  tar xzf <files_at>/reference.tar.gz -C results/ && git add results/reference && git commit
-# and, once every run is in:  ./run_all.sh --reference results/reference   (writes report/)
+# Back here:  tar xzf <files_at>/reference-gpu.tar.gz -C results/ && git add results/reference-gpu && git commit
+# and, once every run is in:  ./run_all.sh --reference results/reference-gpu   (writes report/; results/reference is the CPU one)
 # Environment:
 #   JOBS            worker processes sharing the GPU (default 6)
 #   DEADLINE        seconds after which no new run starts (default 420, for a 600 s call)
@@ -36,7 +36,7 @@ if [ ! -f "$data" ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 # Runs finished in earlier calls come back with the working tree: reuse them.
-if [ -d results/reference/runs ]; then cp -r results/reference/runs/. "$work/runs/"; fi
+if [ -d results/reference-gpu/runs ]; then cp -r results/reference-gpu/runs/. "$work/runs/"; fi
 status=0
 # shellcheck disable=SC2086  # SPEED and RELEASE_FLAGS are word lists
 python3 -m cifar_utils.run_all --train-only --data "$data" --jobs "${JOBS:-6}" --deadline "${DEADLINE:-420}" \
@@ -45,8 +45,8 @@ python3 -m cifar_utils.run_all --train-only --data "$data" --jobs "${JOBS:-6}" -
 python3 - "$work" <<'PY'
 import sys
 from cifar_utils.reference import export_reference
-print(f"exported {export_reference(sys.argv[1], '/tmp/reference')} runs")
+print(f"exported {export_reference(sys.argv[1], '/tmp/reference-gpu')} runs")
 PY
-tar czf "$out/reference.tar.gz" -C /tmp reference
+tar czf "$out/reference-gpu.tar.gz" -C /tmp reference-gpu
 ls -la "$out"
 exit $status

@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import backend
 from .claims import CONTRADICTED, SUPPORTED, TOO_SHORT, Difference, Judgement, evaluate, get_claim, judge
+from .costs import MEASURED_ON, cpu_seconds, duration
 from .course import chapter6_settings, run_settings, with_profile
 from .data import CifarData, load_cifar10
 from .experiments import CHAPTERS, Experiment, chapter_experiments, get_experiment
@@ -160,6 +161,7 @@ class Chapter:
         if self.from_reference:
             found = [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
         elif self.train:
+            self._say_cost(exp, epochs, batch_size, seeds)
             found = run_experiment(exp, epochs=epochs, batch_size=batch_size, data=self.data,
                                    out_dir=self.runs_dir, seeds=seeds, log_every=self.log_every,
                                    eval_every=self.eval_every, speed=self.speed)
@@ -193,6 +195,19 @@ class Chapter:
                 shown = pd.concat([ours, theirs])
         show(shown)
         return records
+
+    def _say_cost(self, exp: Experiment, epochs: int | None, batch_size: int | None, seeds: list[int]) -> None:
+        """Before a cell trains: how many runs it will train and what they cost on a CPU."""
+        finished = {r.seed for r in find_finished(exp, self.data, epochs, batch_size, seeds, self.runs_dir,
+                                                  self.eval_every)}
+        todo = [s for s in seeds if s not in finished]
+        if not todo:
+            return
+        seconds = len(todo) * cpu_seconds(exp, epochs, len(self.data[0][0]))
+        where = "a GPU is many times faster" if backend.accelerators() else "this machine's CPU may differ by up to 5x"
+        show(f"*Training {exp.label}, {len(todo)} run{'s' if len(todo) > 1 else ''} "
+             f"({epochs or exp.recipe.epochs} epochs on {len(self.data[0][0]):,} images): {duration(seconds)} "
+             f"on 2 CPU cores by the cost table ({MEASURED_ON}); {where}. An interrupted run resumes.*")
 
     def reuse(self, number: int, seeds: Sequence[int] | None = None) -> list[RunRecord]:
         """Finished runs of another chapter's experiment with these settings, or the

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 CONTROL = "@@pool "  # prefix of a worker's answer lines; everything else is progress
-RELATIVE_COST_DEFAULT = 5.0  # study seconds per epoch, for experiments the study did not time
 
 
 @dataclass(frozen=True)
@@ -61,12 +60,11 @@ class RunTask:
         return exp.vary(self.variant_label, **self.variant) if self.variant else exp
 
     def cost(self) -> float:
-        """Relative cost, to start long runs first: the study's GPU seconds per epoch x epochs."""
-        exp = self.experiment_object()
-        per_epoch = exp.study.seconds_per_epoch if exp.study else RELATIVE_COST_DEFAULT
-        if exp.augment and exp.study:  # the study's augmentation was slow; ours costs what the plain net costs
-            per_epoch = min(per_epoch, 11.0)
-        return per_epoch * (self.epochs or exp.recipe.epochs)
+        """Relative cost, to start long runs first and weigh the ETA: CPU seconds by the cost
+        table (``costs.py``; on a GPU the proportions are roughly alike)."""
+        from .costs import cpu_run_seconds
+
+        return cpu_run_seconds(self)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

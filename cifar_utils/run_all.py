@@ -41,9 +41,6 @@ from .speed import Speed, add_speed_arguments, speed_from_arguments  # noqa: E40
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
-# Measured on this project's 2-core CPU machines (docs/benchmarks.md): seconds per epoch
-# on the full train set relative to the study's Colab GPU figures, used for the cost warning.
-CPU_SLOWDOWN_VS_STUDY_GPU = 6.0
 PROGRESS_MARKERS = (": epoch ", ": completed", ": diverged", "reusing finished run", "resuming after",
                     "waiting for", "Error", "Traceback", "Exception")
 
@@ -273,18 +270,21 @@ def variant_changes(exp) -> dict:
 
 
 def cost_warning(args: argparse.Namespace, tasks: list[RunTask]) -> str | None:
-    """On a machine without an accelerator, say up front what a long run costs."""
+    """On a machine without an accelerator, say up front what a long run costs (the cost
+    table, ``costs.py``; workers on the same cores share them, so their number does not
+    shorten it much: docs/benchmarks.md)."""
+    from .costs import MEASURED_ON, cpu_run_seconds
+
     if gpu_ids() or not tasks:
         return None
-    gpu_seconds = sum(t.cost() for t in tasks)
-    scale = (args.subset or (2_000 if args.data == "sample" else 50_000)) / 50_000
-    hours = gpu_seconds * CPU_SLOWDOWN_VS_STUDY_GPU * scale / 3600
+    hours = sum(cpu_run_seconds(t) for t in tasks) / 3600
     if hours < 0.25:
         return None
     experiments = len({(t.experiment, t.variant_label) for t in tasks})
     return (f"No GPU found: {len(tasks)} runs of {experiments} experiments"
             f"{f' x {args.epochs} epochs' if args.epochs else ' at their recipes’ epochs (the study’s 300)'} "
-            f"will take about {_hours(hours)} on this CPU (estimate from measured CPU speed). "
+            f"will take about {_hours(hours)} on a CPU like the one the cost table was measured on "
+            f"({MEASURED_ON}; CPUs differ by up to 5x). "
             "To run less: --quick, --only 01, --epochs 20, --subset 5000, or use a GPU.")
 
 
