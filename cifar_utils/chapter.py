@@ -25,10 +25,20 @@ from .model_code import architecture, code_changes, model_code
 from .models import build_model
 from .noise import settings_problem
 from .plots import plot_history, plot_study_comparison, save_figure
+from .recipe_code import recipe_code
+from .recipes import steps_per_epoch
 from .reference import ReferenceRuns, load_reference
 from .results import display_table, results_table
 from .speed import Speed
-from .training import RunRecord, evaluation_phrase, find_finished, run_experiment, write_atomic
+from .training import (
+    RunRecord,
+    effective_recipe,
+    evaluation_phrase,
+    find_finished,
+    run_experiment,
+    validation_split,
+    write_atomic,
+)
 
 BEST_EPOCH_NOTE = ("*The study reported each model's final epoch. A \"best epoch\" is chosen by looking at the "
                    "test set, which makes it an optimistic number; the verdicts use the final epoch.*")
@@ -147,6 +157,19 @@ class Chapter:
             show(f"```python\n{model_code(exp)}\n```")
         else:
             show(f"What changes from experiment {changes_from}:\n\n```diff\n{code_changes(changes_from, exp)}\n```")
+
+    def show_recipe(self, number: int) -> None:
+        """The Keras code of the experiment's recipe as this chapter trains it (its steps per
+        epoch and epochs at these settings): generated from the recipe, tested to build the
+        optimizer and loss that train (tests/test_recipe_code.py)."""
+        exp = get_experiment(number)
+        recipe = effective_recipe(exp, *run_settings(exp, self.epochs, self.batch_size, every_recipe=self.every_recipe))
+        labels = self.data[0][1]
+        images = len(validation_split(labels, recipe.validation)[0]) if recipe.validation else len(labels)
+        steps = steps_per_epoch(images, recipe.batch_size)
+        per_epoch = f"{steps} step{'s' if steps != 1 else ''} an epoch"
+        show(f"How experiment {number} is trained here ({images:,} training images, {per_epoch}):\n\n"
+             f"```python\n{recipe_code(recipe, steps)}\n```")
 
     # --- runs ----------------------------------------------------------------------------
 
