@@ -374,9 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         warning = cost_warning(args, training_tasks(args, notebooks))
         if warning:
             print(f"run_all: WARNING: {warning}", flush=True)
+        if args.train_only:  # first, so a piece stopped mid-way still says what it trained
+            write_profile(args, notebooks)
         failed_runs, not_started = train_all(args, notebooks, progress)
         if args.train_only:
-            write_profile(args, notebooks)
             print(f"run_all: training phase done: {len(failed_runs)} failed, {not_started} not started"
                   + (f"; FAILED runs: {'; '.join(failed_runs)}" if failed_runs else ""), flush=True)
             return 1 if failed_runs else 3 if not_started else 0
@@ -432,8 +433,27 @@ def write_profile(args: argparse.Namespace, notebooks: list[Path]) -> dict:
                               for nb in sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))},
                "backend": backend_name(), "device": device_description(), "cpu": cpu_name(), "versions": versions(),
                **source_identity(), "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    profile["pieces"] = training_pieces(args.out / "profile.json", profile)
     write_atomic(args.out / "profile.json", json.dumps(profile, indent=1))
     return profile
+
+
+# What must match for an earlier invocation on the same --out to be a piece of the same runs.
+SAME_RUNS = ("profile", "epochs", "batch_size", "seeds", "subset", "eval_every", "data_fingerprint", "reference")
+PIECE = ("started", "commit", "package_version", "cpu", "device", "backend")
+
+
+def training_pieces(path: Path, profile: dict) -> list[dict]:
+    """The invocations that trained this folder's runs with these settings, this one last:
+    a reference trained in pieces names the commit, machine and date of each piece."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        earlier = {}
+    same = isinstance(earlier, dict) and all(earlier.get(key) == profile.get(key) for key in SAME_RUNS)
+    pieces = earlier.get("pieces") if same and isinstance(earlier.get("pieces"), list) else []
+    this = {key: profile.get(key) for key in PIECE}
+    return [*(p for p in pieces if isinstance(p, dict) and p != this), this]
 
 
 def source_identity() -> dict:

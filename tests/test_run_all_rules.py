@@ -201,3 +201,18 @@ def test_jobs_default_to_one_per_gpu_or_two_on_a_cpu(monkeypatch):
     assert driver.default_jobs() == 1
     args = driver.parse_args(["--quick", "--jobs", "3", "--out", "/tmp/never-made"])
     assert args.jobs == 3 and args.subset == 500 and args.epochs == 2
+
+
+def test_a_folder_trained_in_pieces_names_each_piece(tmp_path, monkeypatch):
+    monkeypatch.setattr(driver, "data_identity", lambda args: {"data_fingerprint": "abc"})
+    args = driver.parse_args(["--profile", "cpu", "--data", "x.npz", "--out", str(tmp_path / "out"), "--train-only"])
+    notebooks = driver.chapters(ROOT / "notebooks", [])
+    monkeypatch.setattr(driver, "source_identity", lambda: {"package_version": "0.2.0", "commit": "aaa"})
+    first = driver.write_profile(args, notebooks)
+    assert driver.write_profile(args, notebooks)["pieces"] == first["pieces"]  # the same invocation once
+    monkeypatch.setattr(driver, "source_identity", lambda: {"package_version": "0.2.0", "commit": "bbb"})
+    second = driver.write_profile(args, notebooks)
+    assert [p["commit"] for p in second["pieces"]] == ["aaa", "bbb"]
+    assert json.loads((tmp_path / "out" / "profile.json").read_text())["pieces"] == second["pieces"]
+    other = driver.parse_args(["--profile", "cpu", "--data", "x.npz", "--out", str(tmp_path / "out"), "--epochs", "5"])
+    assert [p["commit"] for p in driver.write_profile(other, notebooks)["pieces"]] == ["bbb"]  # other runs: anew
