@@ -114,3 +114,19 @@ def test_reuse_never_trains_and_names_what_is_missing(tmp_path, capsys):
     assert chapter.reuse(6) == [] and 6 not in chapter.records
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     assert "Experiment 6 has no finished run with these settings" in capsys.readouterr().out
+
+
+def test_a_cell_that_trains_says_first_what_it_costs_and_a_reused_run_says_nothing(tmp_path, capsys):
+    from cifar_utils.costs import CPU_AFTER_SECONDS, CPU_EPOCH_SECONDS
+
+    chapter = Chapter(1, data_source="sample", subset=200, epochs=2, seeds=[0, 1], out_dir=tmp_path, train=True)
+    chapter.records_of(2)
+    out = capsys.readouterr().out
+    before, after = out.split("Training", 1)[0], out.split("Training", 1)[1]
+    assert "seed 0: epoch" not in before  # said before any training
+    seconds = 2 * (2 * CPU_EPOCH_SECONDS[2] * 200 / 50_000 + CPU_AFTER_SECONDS[2])
+    assert f"2 runs (2 epochs on 200 images): about {seconds:.0f} seconds on 2 CPU cores by the cost table" in out
+    assert "seed 0: epoch" in after and "seed 1: epoch" in after
+    chapter.records.clear()
+    chapter.records_of(2)
+    assert "by the cost table" not in capsys.readouterr().out  # both finished: nothing to train, no cost
