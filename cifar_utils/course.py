@@ -26,8 +26,10 @@ CHAPTER_PARAMETERS = ("profile", "epochs", "batch_size", "seeds", "data_source",
 #   30 minutes (docs/benchmarks.md; 15 epochs and three seeds per factorial cell took an
 #   estimated 55 minutes of training alone).
 # cpu: the reference a 2-core CPU can make (issue 18): the full data, the study's recipe
-#   (Adam 1e-3, batch 512) for 30 of its 300 epochs, seed 0; about 2.5-3 CPU-hours for
-#   experiments 1-17 (docs/benchmarks.md), the whole profile about 6.
+#   (Adam 1e-3, batch 512) for 30 of its 300 epochs, seed 0; by the cost table
+#   (docs/benchmarks.md, which may overstate by up to 1.5x) about 5.5 CPU-hours for
+#   experiments 1-17 and 14.6 for the whole profile, over the 6 its issue allows: its
+#   chapter-6 part is to move to a smaller, stated setting.
 # full: the study's recipe as it was (300 epochs, batch 512) on the full data.
 PROFILES = {
     "quick": {"data": "sample", "epochs": 2, "batch_size": None, "seeds": [0], "subset": 500, "every_recipe": True},

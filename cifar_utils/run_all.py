@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "in minutes); laptop: 5,000 real training images, the full test set, 10 epochs at "
                              "batch 64 (the study's effects, judged, in about 30 minutes on 2 CPU cores; needs "
                              "--data or $CIFAR10_SOURCE); cpu: the CPU reference, the full data at 30 of the "
-                             "study's 300 epochs (about 6 hours on 2 cores: train it in pieces, README); "
+                             "study's 300 epochs (many CPU-hours: train it in pieces, README); "
                              "full (default): the study's recipe as it was")
     parser.add_argument("--quick", action="store_true", help="the same as --profile quick")
     parser.add_argument("--reference", type=Path, metavar="DIR",
