@@ -192,6 +192,10 @@ def folder_conflict(args: argparse.Namespace) -> str | None:
 
 def chapters(notebooks_dir: Path, only: list[str]) -> list[Path]:
     found = sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb") if p.stem != SUMMARY)
+    if SUMMARY[:2] in only and (notebooks_dir / f"{SUMMARY}.ipynb").exists():
+        numbers = ", ".join(p.stem[:2] for p in found)
+        raise SystemExit(f"run_all: --only {SUMMARY[:2]}: {SUMMARY}.ipynb is the summary, which runs after the chosen "
+                         f"chapters every time; --only takes chapter numbers ({numbers})")
     chosen = [p for p in found if not only or p.stem[:2] in only]
     unknown = set(only) - {p.stem[:2] for p in found}
     if unknown:

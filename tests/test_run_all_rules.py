@@ -216,3 +216,13 @@ def test_a_folder_trained_in_pieces_names_each_piece(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "out" / "profile.json").read_text())["pieces"] == second["pieces"]
     other = driver.parse_args(["--profile", "cpu", "--data", "x.npz", "--out", str(tmp_path / "out"), "--epochs", "5"])
     assert [p["commit"] for p in driver.write_profile(other, notebooks)["pieces"]] == ["bbb"]  # other runs: anew
+
+
+def test_only_names_the_summary_for_what_it_is_and_unknown_chapters_by_number():
+    summary = (r"--only 05: 05_summary.ipynb is the summary, which runs after the chosen chapters every time; "
+               r"--only takes chapter numbers \(01, 02, 03, 04, 06\)")
+    with pytest.raises(SystemExit, match=summary):
+        driver.chapters(ROOT / "notebooks", ["05"])
+    with pytest.raises(SystemExit, match="no chapter notebook numbered 09 in"):
+        driver.chapters(ROOT / "notebooks", ["09"])
+    assert [p.stem[:2] for p in driver.chapters(ROOT / "notebooks", ["06", "01"])] == ["01", "06"]
