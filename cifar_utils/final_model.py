@@ -77,9 +77,8 @@ def reestimate_batch_norm(model: keras.Model, images: np.ndarray,
     ``images``, in inference mode, layer by layer (each layer sees the inputs it will see
     at inference, its predecessors already re-estimated). No weight changes. Returns the
     old statistics, for ``restore_batch_norm``."""
-    layers = batch_norm_layers(model)
-    old = [(keras.ops.convert_to_numpy(b.moving_mean), keras.ops.convert_to_numpy(b.moving_variance)) for b in layers]
-    for layer in layers:
+    old = batch_norm_statistics(model)
+    for layer in batch_norm_layers(model):
         if layer.axis not in (-1, len(layer.input.shape) - 1):
             raise ValueError(f"{layer.name}: batch norm over axis {layer.axis}; only channels-last is supported")
         prefix = keras.Model(model.inputs[0], layer.input)
@@ -89,8 +88,14 @@ def reestimate_batch_norm(model: keras.Model, images: np.ndarray,
     return old
 
 
+def batch_norm_statistics(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every batch-norm layer's running (mean, variance), in order, as NumPy copies."""
+    return [(keras.ops.convert_to_numpy(b.moving_mean), keras.ops.convert_to_numpy(b.moving_variance))
+            for b in batch_norm_layers(model)]
+
+
 def restore_batch_norm(model: keras.Model, statistics: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Put back what ``reestimate_batch_norm`` replaced."""
+    """Put back what ``reestimate_batch_norm`` replaced (or any ``batch_norm_statistics``)."""
     for layer, (mean, variance) in zip(batch_norm_layers(model), statistics, strict=True):
         layer.moving_mean.assign(mean)
         layer.moving_variance.assign(variance)

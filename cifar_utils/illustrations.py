@@ -29,6 +29,7 @@ from matplotlib.ticker import MaxNLocator
 from .augment import Augment
 from .data import CLASS_NAMES, stratified_share
 from .experiments import STUDY_LEARNING_RATE, STUDY_RECIPE, get_experiment
+from .final_model import batch_norm_layers, batch_norm_statistics, restore_batch_norm
 from .models import build_model
 from .recipes import make_loss
 
@@ -635,21 +636,6 @@ def _accuracy(model: keras.Model, images: np.ndarray, classes: np.ndarray, batch
     return 100.0 * correct / len(images)
 
 
-def _batch_norms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
-    return [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
-
-
-def _statistics(norms: Sequence[keras.layers.BatchNormalization]) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(ops.convert_to_numpy(n.moving_mean), ops.convert_to_numpy(n.moving_variance)) for n in norms]
-
-
-def _set_statistics(norms: Sequence[keras.layers.BatchNormalization],
-                    statistics: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-    for norm, (mean, variance) in zip(norms, statistics, strict=True):
-        norm.moving_mean.assign(mean)
-        norm.moving_variance.assign(variance)
-
-
 def bn_momentum_effect(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                        momenta: Sequence[float] = (0.99, 0.6), steps: int = 200, every: int = 10,
                        batch_size: int = 64, train_images: int = 2000, test_images: int = 400, seed: int = 0,
@@ -697,29 +683,28 @@ def bn_momentum_effect(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndar
     trained = {None: 0.0} if replay else {float(m): float(m) for m in momenta}
     for own, momentum in trained.items():
         model = _trainable_model(experiment, seed, bn_momentum=momentum)
-        norms = _batch_norms(model)
-        if not norms:
+        if not batch_norm_layers(model):
             raise ValueError(f"experiment {experiment} has no batch-norm layer")
-        running = {float(m): _statistics(norms) for m in (momenta if own is None else [own])}
+        running = {float(m): batch_norm_statistics(model) for m in (momenta if own is None else [own])}
         for step in range(steps + 1):
             if step in measured_at:
                 training = _accuracy(model, test, test_classes, batch_size, training=True)
                 for m, statistics in running.items():
                     columns.setdefault((m, "training"), []).append(training)
                     if own is None:
-                        _set_statistics(norms, statistics)  # the next step overwrites them again
+                        restore_batch_norm(model, statistics)  # the next step overwrites them again
                     columns.setdefault((m, "inference"), []).append(measure(model))
             if step == steps:
                 break
             model.train_on_batch(images[batches[step]], labels[batches[step]])
             if own is None:
-                batch = _statistics(norms)  # momentum 0: the step's batch statistics
+                batch = batch_norm_statistics(model)  # momentum 0: the step's batch statistics
                 running = {m: [(np.float32(m) * mean + np.float32(1 - m) * batch_mean,
                                 np.float32(m) * variance + np.float32(1 - m) * batch_variance)
                                for (mean, variance), (batch_mean, batch_variance) in zip(old, batch, strict=True)]
                            for m, old in running.items()}
             else:
-                running = {own: _statistics(norms)}
+                running = {own: batch_norm_statistics(model)}
     accuracy = pd.DataFrame({key: columns[key] for m in momenta for key in ((float(m), "inference"),
                                                                               (float(m), "training"))},
                             index=pd.Index(measured_at, name="step"))

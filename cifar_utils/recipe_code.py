@@ -18,11 +18,10 @@ def _number(value: float) -> str:
 
 def schedule_code(recipe: Recipe, steps_per_epoch: int, epochs: int) -> tuple[list[str], str]:
     """Lines that define the learning rate, and the expression that names it."""
-    total = max(steps_per_epoch * epochs, 1)
-    warmup = int(round(recipe.warmup * total))
-    lines = [f"total_steps = {steps_per_epoch} * {epochs}  # steps per epoch x epochs"]
     if recipe.schedule == "constant":
         return [], _number(recipe.learning_rate)
+    warmup = int(round(recipe.warmup * max(steps_per_epoch * epochs, 1)))
+    lines = [f"total_steps = {steps_per_epoch} * {epochs}  # steps per epoch x epochs"]
     if recipe.schedule == "cosine":
         start = recipe.learning_rate / 10 if warmup else recipe.learning_rate
         warm = (f", warmup_target={_number(recipe.learning_rate)}, warmup_steps={warmup}" if warmup else "")

@@ -485,16 +485,14 @@ def _train(plan: RunPlan, speed: Speed, log_every: int | None, checkpoint_second
     run_dir, recipe = plan.run_dir, plan.recipe
     model, initial_epoch, fit_batch, speed = _model_at_last_checkpoint(plan, speed)
     progress = ProgressLogger(plan.label, recipe.epochs, log_every, plan.evaluated_on)
-    data = fit_data(plan.train, plan.evaluation, recipe.batch_size, plan.seed, fit_batch, speed.eval_batch_size,
-                    speed.data_on_device)
-    all_callbacks = [EpochDraws(plan.seed, data["x"]), EpochTimer(), keras.callbacks.TerminateOnNaN(),
-                     HistoryWriter(run_dir / HISTORY_FILE),
-                     Checkpointer(run_dir, recipe.epochs, checkpoint_seconds), progress, *callbacks]
     if initial_epoch < recipe.epochs:
-        model.fit(**data,
-                  epochs=recipe.epochs, initial_epoch=initial_epoch,
+        data = fit_data(plan.train, plan.evaluation, recipe.batch_size, plan.seed, fit_batch, speed.eval_batch_size,
+                        speed.data_on_device)
+        model.fit(**data, epochs=recipe.epochs, initial_epoch=initial_epoch,
                   validation_freq=evaluation_epochs(recipe.epochs, plan.eval_every), verbose=0,
-                  callbacks=all_callbacks)
+                  callbacks=[EpochDraws(plan.seed, data["x"]), EpochTimer(), keras.callbacks.TerminateOnNaN(),
+                             HistoryWriter(run_dir / HISTORY_FILE),
+                             Checkpointer(run_dir, recipe.epochs, checkpoint_seconds), progress, *callbacks])
     elif recipe.ema:  # resumed after the last checkpoint: do what the end of ``fit`` does
         model.optimizer.finalize_variable_values(model.trainable_variables)
     history = read_history(run_dir / HISTORY_FILE)
