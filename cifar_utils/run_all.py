@@ -444,7 +444,7 @@ def write_profile(args: argparse.Namespace, notebooks: list[Path]) -> dict:
 
 # What must match for an earlier invocation on the same --out to be a piece of the same runs.
 SAME_RUNS = ("profile", "epochs", "batch_size", "seeds", "subset", "eval_every", "data_fingerprint", "reference")
-PIECE = ("started", "commit", "package_version", "cpu", "device", "backend")
+PIECE = ("started", "chapters", "commit", "package_version", "cpu", "device", "backend")
 
 
 def training_pieces(path: Path, profile: dict) -> list[dict]:

@@ -205,7 +205,8 @@ def test_jobs_default_to_one_per_gpu_or_two_on_a_cpu(monkeypatch):
 
 def test_a_folder_trained_in_pieces_names_each_piece(tmp_path, monkeypatch):
     monkeypatch.setattr(driver, "data_identity", lambda args: {"data_fingerprint": "abc"})
-    args = driver.parse_args(["--profile", "cpu", "--data", "x.npz", "--out", str(tmp_path / "out"), "--train-only"])
+    args_list = ["--profile", "cpu", "--data", "x.npz", "--out", str(tmp_path / "out"), "--train-only"]
+    args = driver.parse_args(args_list)
     notebooks = driver.chapters(ROOT / "notebooks", [])
     monkeypatch.setattr(driver, "source_identity", lambda: {"package_version": "0.2.0", "commit": "aaa"})
     first = driver.write_profile(args, notebooks)
@@ -213,6 +214,10 @@ def test_a_folder_trained_in_pieces_names_each_piece(tmp_path, monkeypatch):
     monkeypatch.setattr(driver, "source_identity", lambda: {"package_version": "0.2.0", "commit": "bbb"})
     second = driver.write_profile(args, notebooks)
     assert [p["commit"] for p in second["pieces"]] == ["aaa", "bbb"]
+    chapter_one = driver.write_profile(driver.parse_args([*args_list, "--only", "01"]), driver.chapters(
+        ROOT / "notebooks", ["01"]))
+    assert [p["chapters"] for p in chapter_one["pieces"]][-2:] == [[nb.stem for nb in notebooks], ["01_four_layer_cnn"]]
+    second = driver.write_profile(args, notebooks)
     assert json.loads((tmp_path / "out" / "profile.json").read_text())["pieces"] == second["pieces"]
     other = driver.parse_args(["--profile", "cpu", "--data", "x.npz", "--out", str(tmp_path / "out"), "--epochs", "5"])
     assert [p["commit"] for p in driver.write_profile(other, notebooks)["pieces"]] == ["bbb"]  # other runs: anew
