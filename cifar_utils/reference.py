@@ -87,9 +87,11 @@ class ReferenceRuns:
         first = self.records[0]
         made = self.profile.get("started") or "date not recorded"
         gpu = self.profile.get("device") or first.device
+        kerases = ", ".join(sorted({r.versions.get("keras", "?") for r in self.records}))
+        backends = ", ".join(sorted({r.backend for r in self.records}))
         return (f"Reference results from `{self.folder}`: {len(self.records)} runs on {first.data_source} "
-                f"(data id {first.params['data_fingerprint']}), Keras {first.versions.get('keras', '?')} on "
-                f"{first.backend}, {gpu}; made {made}.{self._left_out()}")
+                f"(data id {first.params['data_fingerprint']}), Keras {kerases} on "
+                f"{backends}, {gpu}; made {made}.{self._left_out()}")
 
     def _left_out(self) -> str:
         notes = []

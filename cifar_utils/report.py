@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 
 from .chapter import results_marker
 from .course import SUMMARY, chapter_number
@@ -158,7 +159,7 @@ def _current_digests(folder: Path | None, name: str) -> set[str]:
 
 def _banner(profile: dict) -> str:
     data = profile.get("data") or "?"
-    where = f"data {data}, Keras backend {profile.get('backend')}, on {profile.get('device')}"
+    where = f"data {data}, Keras backend {_backends(profile)}, on {profile.get('device')}"
     if profile.get("profile") == "quick":
         return (f"QUICK PROFILE: {profile.get('epochs')} epochs on the bundled sample ({where}). "
                 "A smoke test of the pipeline: these are not the study's numbers.")
@@ -176,6 +177,25 @@ def _banner(profile: dict) -> str:
             f"{_made_by(profile)}started {profile.get('started')}.")
 
 
+def _backends(profile: dict) -> str:
+    """This invocation's backend, and the runs' where they differ: a run is reused (or read
+    from a reference) whichever backend made it, and the banner must not claim otherwise."""
+    runs = [b for b in profile.get("run_backends") or [] if b]
+    if not runs or runs == [profile.get("backend")]:
+        return str(profile.get("backend"))
+    return f"{profile.get('backend')} for this invocation (the runs shown were trained with {', '.join(runs)})"
+
+
+def run_backends(out_dir: Path) -> list[str]:
+    """The backends the summary's table says its runs were trained with."""
+    results = out_dir / "results" / "results.csv"
+    try:
+        column = pd.read_csv(results)["backend"].dropna()
+    except (OSError, KeyError, ValueError, pd.errors.ParserError):
+        return []
+    return sorted({b.strip() for cell in column for b in str(cell).split(";") if b.strip()})
+
+
 def _made_by(profile: dict) -> str:
     """The CPU and the package commit, where the profile names them."""
     parts = [f"CPU {profile['cpu']}" if profile.get("cpu") else "",
@@ -184,17 +204,33 @@ def _made_by(profile: dict) -> str:
 
 
 def _reference_banner(profile: dict, where: str) -> str:
-    """What the reference is, as its own profile says: an empty one claims no numbers."""
+    """What the reference is, as its own profile says: an empty one claims no numbers, a
+    partial one says which chapters it does not hold yet."""
     reference, runs = profile.get("reference"), profile.get("reference_runs")
     if runs == 0:
         return (f"The reference folder {reference} holds no runs: this report shows no results, only the chapters' "
                 f"text and example figures ({where}).")
+    made = profile.get("reference_made") or {}
     made_by = {"full": "one full run of the course",
+               "cpu": _cpu_reference(made),
                "quick": "a --quick run, a smoke test of the pipeline: not the study's numbers"}.get(
         profile.get("reference_profile"), "a run whose profile the reference does not record")
     count = f"{runs} runs of " if runs else ""
+    progress = f" It holds {made['progress']}." if made.get("progress") else ""
     return (f"Reference results from {reference} ({count}{made_by}): the numbers, curves and verdicts rendered "
-            f"without training ({where} for the example figures).")
+            f"without training ({where} for the example figures).{progress}")
+
+
+def _cpu_reference(made: dict) -> str:
+    """'the CPU profile: 30 of the study's 300 epochs on the full data, seeds [0], ...'."""
+    pieces = [p for p in made.get("pieces") or [] if isinstance(p, dict)]
+    commits = ", ".join(dict.fromkeys(str(p.get("commit")) for p in pieces if p.get("commit"))) or "not recorded"
+    dates = sorted(str(p.get("started")) for p in pieces if p.get("started"))
+    when = f"{dates[0]} to {dates[-1]}" if len(dates) > 1 else (dates[0] if dates else "date not recorded")
+    return (f"the CPU profile: {made.get('epochs')} of the study's 300 epochs on the full data "
+            f"(chapter 6's recipes at their own), seeds {made.get('seeds')}; trained with "
+            f"{', '.join(made.get('backends') or ['?'])} on {made.get('device')} (CPU {made.get('cpu')}), "
+            f"in {len(pieces) or 1} piece(s), commits {commits}, {when}")
 
 
 def _slides_only(cell) -> bool:
@@ -256,6 +292,7 @@ def build_report(out_dir: str | os.PathLike, report_dir: str | os.PathLike, prof
     if profile is None:
         profile_path = out_dir / "profile.json"
         profile = json.loads(profile_path.read_text()) if profile_path.exists() else {}
+    profile = {**profile, "run_backends": run_backends(out_dir)}
     statuses = [chapter_status(path, out_dir, profile) for path in executed]
     exporter = HTMLExporter(template_name="report", extra_template_basedirs=[str(TEMPLATES)],
                             exclude_input=True, exclude_input_prompt=True,

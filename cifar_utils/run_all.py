@@ -478,6 +478,21 @@ def source_identity() -> dict:
     return {"package_version": __version__, "commit": commit}
 
 
+REFERENCE_MADE = ("epochs", "batch_size", "seeds", "subset", "cpu", "device", "pieces", "started", "commit")
+
+
+def reference_made(reference) -> dict:
+    """What made a reference, for the banner: its profile's settings and pieces, the
+    backends its runs name, and how far it is from its profile's every run."""
+    from .reference_progress import progress_sentence, reference_progress
+
+    made = {key: reference.profile.get(key) for key in REFERENCE_MADE}
+    made["backends"] = sorted({r.backend for r in reference.records})
+    progress = reference_progress(reference) if reference.records else None
+    made["progress"] = progress_sentence(progress) if progress else None
+    return made
+
+
 def data_identity(args: argparse.Namespace) -> dict:
     """The data id this invocation's numbers come from (the report keeps an earlier chapter
     only if its runs used the same: a file replaced at one path changes it); for a
@@ -491,7 +506,7 @@ def data_identity(args: argparse.Namespace) -> dict:
             raise SystemExit(f"run_all: --reference {args.reference}: {error}") from None
         first = reference.records[0].params["data_fingerprint"] if reference.records else None
         return {"data_fingerprint": first, "reference_runs": len(reference.records),
-                "reference_profile": reference.profile.get("profile")}
+                "reference_profile": reference.profile.get("profile"), "reference_made": reference_made(reference)}
     from .data import CifarDataError, load_cifar10
     from .training import data_fingerprint
 

@@ -13,42 +13,26 @@ this before stopping, commit the folder, and the next piece resumes where this o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 
-from cifar_utils import run_all as driver  # noqa: E402
 from cifar_utils.costs import cpu_run_seconds  # noqa: E402
 from cifar_utils.reference import ReferenceError, export_reference, load_reference  # noqa: E402
+from cifar_utils.reference_progress import progress_sentence, reference_progress  # noqa: E402
 
 
-def profile_arguments(profile: dict) -> list[str]:
-    """The ``run_all`` arguments that name the runs a profile.json's invocation trains."""
-    argv = ["--profile", profile["profile"]] if profile.get("profile") not in (None, "reference") else []
-    if profile.get("data") and profile["data"] != "keras.datasets download":
-        argv += ["--data", profile["data"]]
-    for flag, key in (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--subset", "subset")):
-        if profile.get(key):
-            argv += [flag, str(profile[key])]
-    if profile.get("seeds"):
-        argv += ["--seeds", ",".join(map(str, profile["seeds"]))]
-    return argv
-
-
-def progress(reference: Path, profile: dict) -> str:
-    args = driver.parse_args(profile_arguments(profile))
-    tasks = driver.training_tasks(args, driver.chapters(args.notebooks, []))
-    held = {(r.experiment, r.variant or None, r.seed): r for r in load_reference(reference).records}
-    missing = [t for t in tasks if (t.experiment, t.variant_label, t.seed) not in held]
-    done = [held[key] for key in {(t.experiment, t.variant_label, t.seed) for t in tasks} if key in held]
-    trained = sum(r.wall_seconds for r in done) / 3600
-    remaining = sum(cpu_run_seconds(t) for t in missing) / 3600
-    lines = [f"{reference}: {len(done)} of the profile's {len(tasks)} runs ({trained:.1f} h of training, "
-             f"as recorded); {len(missing)} to go, about {remaining:.1f} CPU-hours by the cost table"]
-    lines += [f"  missing: experiment {t.experiment}{f' ({t.variant_label})' if t.variant_label else ''} "
-              f"seed {t.seed}" for t in missing]
+def progress(reference: Path) -> str:
+    """The reference against its profile: what it holds, by chapter, and what is missing."""
+    found = reference_progress(load_reference(reference))
+    if found is None:
+        return f"{reference}: its profile.json does not say which runs make it complete"
+    trained = sum(r.wall_seconds for r in found.held) / 3600
+    remaining = sum(cpu_run_seconds(t) for t in found.missing) / 3600
+    lines = [f"{reference}: {progress_sentence(found)} ({trained:.1f} h of training, as recorded); "
+             f"{len(found.missing)} to go, about {remaining:.1f} CPU-hours by the cost table"]
+    lines += [f"  missing: {t.label}" for t in found.missing]
     return "\n".join(lines)
 
 
@@ -62,8 +46,7 @@ def main(argv=None) -> None:
     except ReferenceError as error:
         raise SystemExit(f"export_reference: {error}") from None
     print(f"exported {count} finished runs from {args.out} into {args.reference}")
-    profile = json.loads((args.reference / "profile.json").read_text())
-    print(progress(args.reference, profile))
+    print(progress(args.reference))
 
 
 if __name__ == "__main__":

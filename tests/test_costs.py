@@ -63,5 +63,6 @@ def test_export_script_adds_runs_and_names_what_is_missing(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "exported 2 finished runs" in done.stdout
-    assert "missing: experiment 1 seed 0" in done.stdout and "missing: experiment 2 seed" not in done.stdout
+    assert "missing: exp 1 seed 0" in done.stdout and "missing: exp 2 seed" not in done.stdout
+    assert "not yet in it: chapter 01 (2 of 4), chapter 02" in done.stdout
     assert sorted(p.name for p in (tmp_path / "ref" / "runs").iterdir()) == ["exp02-seed0-", "exp02-seed1-"]

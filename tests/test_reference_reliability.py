@@ -352,6 +352,16 @@ def test_the_empty_shipped_reference_says_it_holds_no_runs(tmp_path):
     quick = merged_notebook([], {**profile, "reference_runs": 3, "reference_profile": "quick"}).cells[0].source
     assert "(3 runs of a --quick run, a smoke test of the pipeline: not the study's numbers)" in quick
     assert "one full run" not in quick
+    made = {"epochs": 30, "seeds": [0], "device": "CPU (x86_64, 2 cores)", "cpu": "AMD EPYC",
+            "backends": ["tensorflow"],
+            "pieces": [{"commit": "aaa", "started": "2026-12-01 22:20 UTC"},
+                       {"commit": "bbb", "started": "2026-12-02"}],
+            "progress": "2 of its profile's 46 runs; not yet in it: chapter 02 (0 of 4)"}
+    cpu = merged_notebook([], {**profile, "reference_runs": 2, "reference_profile": "cpu",
+                               "reference_made": made}).cells[0].source
+    assert "(2 runs of the CPU profile: 30 of the study's 300 epochs on the full data" in cpu
+    assert "in 2 piece(s), commits aaa, bbb, 2026-12-01 22:20 UTC to 2026-12-02" in cpu
+    assert "It holds 2 of its profile's 46 runs; not yet in it: chapter 02 (0 of 4)." in cpu
 
 
 # --- 7. each invocation's report reads its own profile -----------------------------------------
@@ -368,3 +378,21 @@ def test_a_report_reads_its_own_invocations_profile_not_the_shared_file(tmp_path
     html = (report / "index.html").read_text()
     assert "01_a title" in html and "ran in this invocation" in html and "Not in this report" not in html
     assert (report / "figures" / "01_exp01_history.png").exists()
+
+
+# --- backends: a run reused or read under another backend is named as what made it ----------
+
+def test_the_banner_names_the_runs_backend_when_this_invocation_uses_another(tmp_path):
+    # On fe5285c, KERAS_BACKEND=jax reused tensorflow runs under a banner saying "Keras backend jax".
+    from cifar_utils.report import run_backends
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "results.csv").write_text("experiment,backend\n1,tensorflow\n2,jax; tensorflow\n3,\n")
+    assert run_backends(tmp_path) == ["jax", "tensorflow"]
+    profile = {"profile": "cpu", "backend": "jax", "device": "CPU", "data": "x.npz", "run_backends": ["tensorflow"]}
+    banner = merged_notebook([], profile).cells[0].source
+    assert "Keras backend jax for this invocation (the runs shown were trained with tensorflow)" in banner
+    same = merged_notebook([], {**profile, "run_backends": ["jax"]}).cells[0].source
+    assert "Keras backend jax, on CPU" in same
+    assert run_backends(tmp_path / "nowhere") == []
