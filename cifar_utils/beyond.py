@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -30,31 +31,66 @@ SWEEP_BASE = 9  # the hyper-parameter sweeps vary the study's best technique mod
 SWEEP_VALIDATION = 0.1  # sweeps choose on 5,000 held-out training images, never on the test set
 
 
-def grid_experiments(learning_rates: Sequence[float], batch_sizes: Sequence[int], epochs: int) -> list[Experiment]:
+# --- chapter 6's small setting ----------------------------------------------------------
+#
+# Three seeds per factorial cell and the sweeps cost more than a CPU reference can spend
+# on the full training set, so they may run on a fixed, stratified share of it
+# (``Recipe.train_images``; the test set stays whole). Those runs are variants labelled
+# with the setting: the one-setting rule keeps them out of every full-data table, and the
+# factorial and its verdicts read that setting's runs only.
+
+def small_label(train_images: int | None) -> str:
+    """The variant label of the small setting, '' for the full training set."""
+    return f"train_images={train_images}" if train_images else ""
+
+
+def _with_setting(label: str, train_images: int | None) -> str:
+    return ", ".join(part for part in (label, small_label(train_images)) if part)
+
+
+def factorial_experiment(number: int, train_images: int | None = None) -> Experiment:
+    """A factorial cell: the registry's experiment, or its small-setting variant."""
+    exp = get_experiment(number)
+    return exp.vary(small_label(train_images), train_images=int(train_images)) if train_images else exp
+
+
+def grid_label(learning_rate: float, batch_size: int, train_images: int | None = None) -> str:
+    """'lr=0.001, batch=512' (and the small setting's label): a grid point's variant."""
+    return _with_setting(f"lr={learning_rate:g}, batch={batch_size}", train_images)
+
+
+def grid_experiments(learning_rates: Sequence[float], batch_sizes: Sequence[int], epochs: int,
+                     train_images: int | None = None) -> list[Experiment]:
     """Experiment 9 at each learning rate x batch size, chosen on a validation split."""
     base = get_experiment(SWEEP_BASE)
-    return [base.vary(f"lr={lr:g}, batch={bs}", learning_rate=float(lr), batch_size=int(bs), epochs=epochs,
-                      validation=SWEEP_VALIDATION)
+    small = {"train_images": int(train_images)} if train_images else {}
+    return [base.vary(grid_label(lr, bs, train_images), learning_rate=float(lr), batch_size=int(bs), epochs=epochs,
+                      validation=SWEEP_VALIDATION, **small)
             for lr in learning_rates for bs in batch_sizes]
 
 
-def dropout_experiments(rates: Sequence[float], epochs: int) -> list[Experiment]:
+def dropout_experiments(rates: Sequence[float], epochs: int, train_images: int | None = None) -> list[Experiment]:
     """Experiment 9 at each dropout rate (after every pool and the dense layer)."""
     base = get_experiment(SWEEP_BASE)
-    return [base.vary(f"dropout={rate:g}", dropout=float(rate), epochs=epochs, validation=SWEEP_VALIDATION)
+    small = {"train_images": int(train_images)} if train_images else {}
+    return [base.vary(_with_setting(f"dropout={rate:g}", train_images), dropout=float(rate), epochs=epochs,
+                      validation=SWEEP_VALIDATION, **small)
             for rate in rates]
 
 
 def chapter6_runs(seeds: Sequence[int], factorial_seeds: Sequence[int], modern_seeds: Sequence[int],
                   fast_seeds: Sequence[int], grid_epochs: int, learning_rates: Sequence[float],
-                  batch_sizes: Sequence[int], dropout_rates: Sequence[float]) -> list[tuple[Experiment, int, bool]]:
-    """(experiment, seed, keeps its own batch size) for every run chapter 6 shows."""
-    runs = [(get_experiment(n), s, False) for n in FACTORIAL.values() for s in factorial_seeds]
+                  batch_sizes: Sequence[int], dropout_rates: Sequence[float],
+                  small_subset: int | None = None) -> list[tuple[Experiment, int, bool]]:
+    """(experiment, seed, keeps its own batch size) for every run chapter 6 shows;
+    ``small_subset``: the factorial and the sweeps on that many training images."""
+    runs = [(factorial_experiment(n, small_subset), s, False) for n in FACTORIAL.values() for s in factorial_seeds]
     runs += [(get_experiment(19), s, False) for s in seeds]
     runs += [(get_experiment(20), s, False) for s in modern_seeds]
     runs += [(get_experiment(21), s, False) for s in fast_seeds]
-    runs += [(e, s, True) for e in grid_experiments(learning_rates, batch_sizes, grid_epochs) for s in seeds]
-    runs += [(e, s, False) for e in dropout_experiments(dropout_rates, grid_epochs) for s in seeds]
+    runs += [(e, s, True) for e in grid_experiments(learning_rates, batch_sizes, grid_epochs, small_subset)
+             for s in seeds]
+    runs += [(e, s, False) for e in dropout_experiments(dropout_rates, grid_epochs, small_subset) for s in seeds]
     return runs
 
 
@@ -69,10 +105,11 @@ def chapter6_runs(seeds: Sequence[int], factorial_seeds: Sequence[int], modern_s
 # Its noise (``noise.contrast_noise``) pools the seed variance of all cells (df: the sum of
 # n - 1) and adds each cell's test-set binomial noise.
 
-def factorial_cells(records: Iterable, metric: str = "test_acc") -> pd.DataFrame:
+def factorial_cells(records: Iterable, variant: str = "", metric: str = "test_acc") -> pd.DataFrame:
     """One row per cell: its factors, experiment, mean, standard deviation, seeds, and the
-    ``noise.Side`` the effects are computed from."""
-    grouped = {n: runs for n, runs in by_experiment(records).items() if n in FACTORIAL.values()}
+    ``noise.Side`` the effects are computed from; ``variant``: the setting's label
+    (``small_label``), the full training set by default."""
+    grouped = {n: runs for n, runs in by_experiment(records, variant).items() if n in FACTORIAL.values()}
     rows = []
     for levels, number in FACTORIAL.items():
         cell = side(grouped.get(number, []), metric)
@@ -276,6 +313,11 @@ def best_point(table: pd.DataFrame) -> pd.Series | None:
     return None if usable.empty else usable.loc[usable["val_acc"].idxmax()]
 
 
+def point_name(variant: str) -> str:
+    """A sweep point's label without the setting every point shares ('lr=0.001, batch=128')."""
+    return re.sub(r",? ?train_images=\d+", "", variant)
+
+
 def sweep_sentence(table: pd.DataFrame, column: str, runs: Iterable) -> str:
     """The sweep's choice on validation, said as it is: the best point, or that the best
     points tie within the validation set's noise; and how the train-validation gap moves."""
@@ -292,7 +334,7 @@ def sweep_sentence(table: pd.DataFrame, column: str, runs: Iterable) -> str:
         return noise.Side(values, noise.binomial_var(row["val_acc"], size))
 
     usable = table.dropna(subset=["val_acc"]).sort_values("val_acc", ascending=False)
-    name = f"{column} {best[column]:g}" if column != "variant" else str(best["variant"])
+    name = f"{column} {best[column]:g}" if column != "variant" else point_name(best["variant"])
     text = f"Chosen on validation ({size:,} images): **{name}** ({best['val_acc']:.2f} %)."
     if len(usable) > 1:
         runner_up = usable.iloc[1]
@@ -300,7 +342,7 @@ def sweep_sentence(table: pd.DataFrame, column: str, runs: Iterable) -> str:
         threshold = noise.difference_noise(point(runner_up), point(best)).threshold()
         if margin <= threshold:
             ties = usable[best["val_acc"] - usable["val_acc"] <= threshold]
-            names = ", ".join(f"{v:g}" if column != "variant" else str(v) for v in ties[column])
+            names = "; ".join(f"{v:g}" if column != "variant" else point_name(v) for v in ties[column])
             text = (f"On validation ({size:,} images) the points {names} tie: the best leads the next by "
                     f"{margin:.2f} points, within the noise (±{threshold:.2f}), so no choice among them is "
                     "supported by these runs.")

@@ -193,10 +193,11 @@ class Chapter:
         self.shown.update({Path(r.run_dir).name: r.digest() for r in found})
         return found
 
-    def run(self, number: int, seeds: Sequence[int] | None = None) -> list[RunRecord]:
-        """Train (or reuse, or read) one experiment over all seeds (or ``seeds``); show its
-        curves and numbers."""
-        exp = get_experiment(number)
+    def run(self, experiment: int | Experiment, seeds: Sequence[int] | None = None) -> list[RunRecord]:
+        """Train (or reuse, or read) one experiment (or its variant: chapter 6's small
+        setting) over all seeds (or ``seeds``); show its curves and numbers."""
+        exp = get_experiment(experiment)
+        number = exp.number
         if number not in self.experiments:
             show(f"*Experiment {number} is not in this run's `experiments` parameter: skipped.*")
             return []
@@ -208,12 +209,12 @@ class Chapter:
             return []
         fig = plot_history(records)
         self.figure(fig, "history", experiment=number)
-        shown = display_table(results_table(records, [number]))
+        shown = display_table(results_table(records, [number], exp.variant))
         if self.reference is not None and not self.from_reference:
-            reference = self.reference.of(number)
+            reference = self.reference.of(number, exp.variant)
             if reference:
                 ours = shown.rename(index=lambda name: f"{name} (this run)")
-                theirs = display_table(results_table(reference, [number])).rename(
+                theirs = display_table(results_table(reference, [number], exp.variant)).rename(
                     index=lambda name: f"{name} (reference)")
                 shown = pd.concat([ours, theirs])
         show(shown)
@@ -226,10 +227,11 @@ class Chapter:
         todo = [s for s in seeds if s not in finished]
         if not todo:
             return
-        seconds = len(todo) * cpu_seconds(exp, epochs, len(self.data[0][0]))
+        images = min(len(self.data[0][0]), exp.recipe.train_images or len(self.data[0][0]))
+        seconds = len(todo) * cpu_seconds(exp, epochs, images)
         where = "a GPU is many times faster" if backend.accelerators() else "this machine's CPU may differ by up to 5x"
         show(f"*Training {exp.label}, {len(todo)} run{'s' if len(todo) > 1 else ''} "
-             f"({epochs or exp.recipe.epochs} epochs on {len(self.data[0][0]):,} images): {duration(seconds)} "
+             f"({epochs or exp.recipe.epochs} epochs on {images:,} images): {duration(seconds)} "
              f"on 2 CPU cores by the cost table ({MEASURED_ON}); {where}. An interrupted run resumes.*")
 
     def reuse(self, number: int, seeds: Sequence[int] | None = None) -> list[RunRecord]:
@@ -314,11 +316,14 @@ class Chapter:
         show(sentence)
         return sentence
 
-    def judge(self, claim_key: str) -> Judgement:
-        """The study's conclusion ``claim_key`` and our verdict on it, from this chapter's runs."""
-        judgement = judge(get_claim(claim_key), self.all_records(), self.spread_runs())
+    def judge(self, claim_key: str, variant: str = "") -> Judgement:
+        """The study's conclusion ``claim_key`` and our verdict on it, from this chapter's runs
+        (at one setting: ``variant`` names chapter 6's small setting, ``beyond.small_label``)."""
+        judgement = judge(get_claim(claim_key), self.all_records(), self.spread_runs(), variant)
         whose = "Study" if judgement.claim.source == "study" else "Claim"
-        show(f"**{whose}:** {judgement.claim.text}.  \n**Our verdict: {judgement.verdict}** — {judgement.evidence}.")
+        where = f" (runs at {variant})" if variant else ""
+        show(f"**{whose}:** {judgement.claim.text}.  \n**Our verdict{where}: {judgement.verdict}** — "
+             f"{judgement.evidence}.")
         return judgement
 
     # --- figures and the record ------------------------------------------------------------

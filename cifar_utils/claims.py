@@ -161,10 +161,10 @@ def _judge_best(test: Best, grouped: dict[int, list[RunRecord]], setting: noise.
     return verdict, evidence
 
 
-def _judge_factorial(test: Effect | OnlyTogether, records: list[RunRecord]) -> tuple[str, str]:
+def _judge_factorial(test: Effect | OnlyTogether, records: list[RunRecord], variant: str) -> tuple[str, str]:
     from .beyond import factorial_cells, judge_largest, judge_only_together
 
-    cells = factorial_cells(records)
+    cells = factorial_cells(records, variant)
     if isinstance(test, Effect):
         return judge_largest(cells, test.factor)
     return judge_only_together(cells, test.factor, test.partner)
@@ -179,12 +179,13 @@ def _needed(test) -> list[int]:
 
 
 def evaluate(test: Difference | Best | Effect | OnlyTogether, records: Iterable[RunRecord],
-             context: Iterable[RunRecord] | None = None) -> tuple[str, str]:
+             context: Iterable[RunRecord] | None = None, variant: str = "") -> tuple[str, str]:
     """(verdict, evidence) for one comparison of experiments or one factorial claim.
     ``context``: runs of the same settings whose seed spread may stand in for a side with
-    one seed (default: ``records`` themselves; ``noise.seed_spread``)."""
+    one seed (default: ``records`` themselves; ``noise.seed_spread``). ``variant``: the
+    setting judged (``results.by_experiment``), the registry's own by default."""
     records = list(records)
-    grouped = by_experiment(records)
+    grouped = by_experiment(records, variant)
     needed = _needed(test)
     missing = [n for n in needed if not grouped.get(n)]
     if missing:
@@ -194,21 +195,26 @@ def evaluate(test: Difference | Best | Effect | OnlyTogether, records: Iterable[
     if problem:
         return TOO_SHORT, problem
     if isinstance(test, Effect | OnlyTogether):
-        return _judge_factorial(test, [r for n in needed for r in grouped[n]])
+        return _judge_factorial(test, [r for n in needed for r in grouped[n]], variant)
     metric = test.metric if isinstance(test, Difference) else "test_acc"
-    setting = setting_spread([*records, *(context or [])], metric)
+    # The spread of this setting's runs only: a sweep point or the small setting has its own.
+    setting = setting_spread([r for r in [*records, *(context or [])] if r.variant == variant], metric)
     if isinstance(test, Difference):
         return _judge_difference(test, grouped, setting)
     return _judge_best(test, grouped, setting)
 
 
-def judge(claim: Claim, records: Iterable[RunRecord], context: Iterable[RunRecord] | None = None) -> Judgement:
-    return Judgement(claim, *evaluate(claim.test, records, context))
+def judge(claim: Claim, records: Iterable[RunRecord], context: Iterable[RunRecord] | None = None,
+          variant: str = "") -> Judgement:
+    return Judgement(claim, *evaluate(claim.test, records, context, variant))
 
 
-def judge_all(records: Iterable[RunRecord], claims: Iterable[Claim] = CLAIMS) -> list[Judgement]:
+def judge_all(records: Iterable[RunRecord], claims: Iterable[Claim] = CLAIMS,
+              factorial_variant: str = "") -> list[Judgement]:
+    """Every claim; the factorial's at ``factorial_variant`` (chapter 6's small setting)."""
     records = list(records)
-    return [judge(claim, records) for claim in claims]
+    return [judge(claim, records, variant=factorial_variant if isinstance(claim.test, Effect | OnlyTogether) else "")
+            for claim in claims]
 
 
 def get_claim(key: str) -> Claim:

@@ -52,7 +52,8 @@ def cpu_seconds(experiment, epochs: int | None, images: int) -> float:
 def cpu_run_seconds(task: Task) -> float:
     """``cpu_seconds`` of a ``pool.RunTask``."""
     images = task.subset or (SAMPLE_TRAIN if task.data_source == "sample" else FULL_TRAIN)
-    return cpu_seconds(task.experiment_object(), task.epochs, images)
+    exp = task.experiment_object()
+    return cpu_seconds(exp, task.epochs, min(images, exp.recipe.train_images or images))
 
 
 def duration(seconds: float) -> str:

@@ -112,7 +112,9 @@ class Recipe:
     the final model. ``tta``: test-time augmentation of the final evaluation.
     ``validation``: the fraction of training images held out (stratified, fixed seed) to
     choose on, 0.1 being CIFAR-10's usual 45,000 / 5,000; 0 is the study's way, the test set
-    as validation data.
+    as validation data. ``train_images``: train on a fixed, stratified share of that many
+    of the (remaining) training images, the test set whole; 0: all of them. Chapter 6's
+    small setting, which makes three seeds per factorial cell affordable on a CPU.
     """
 
     optimizer: str = "adam"
@@ -131,6 +133,7 @@ class Recipe:
     epochs: int = STUDY_EPOCHS
     batch_size: int = STUDY_BATCH_SIZE
     validation: float = 0.0
+    train_images: int = 0
 
     def __post_init__(self) -> None:
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTATIONS),
@@ -143,6 +146,9 @@ class Recipe:
         for name in ("momentum", "warmup", "final_lr_fraction", "label_smoothing", "ema", "validation"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"Recipe.{name} must be in [0, 1), got {getattr(self, name)}")
+        if isinstance(self.train_images, bool) or not isinstance(self.train_images, int) or self.train_images < 0:
+            raise ValueError(f"Recipe.train_images must be a whole number of images (0: all), "
+                             f"got {self.train_images!r}")
         if self.augment == "translate_flip" and self.translate < 1:
             raise ValueError("Recipe.augment='translate_flip' needs translate >= 1 (pixels)")
 
@@ -189,16 +195,16 @@ class Experiment:
         """Trained with the study's recipe (its augmentation or none). A course profile's
         epochs and batch size shorten these runs; a recipe of its own (chapter 6's modern
         recipes, the sweeps) keeps its length and batch, which its schedule and learning
-        rate were set for."""
+        rate were set for. On fewer training images (``train_images``) it is still the study's."""
         return self.recipe.augment in ("none", "shift_flip") and \
-            replace(self.recipe, augment="none") == STUDY_RECIPE
+            replace(self.recipe, augment="none", train_images=0) == STUDY_RECIPE
 
     @property
     def study_sweep(self) -> bool:
         """The study's recipe with a length and a validation split of its own (chapter 6's
         dropout sweep): a profile's batch size applies, its epochs do not (the sweep's own)."""
         return not self.study_recipe and self.recipe.augment in ("none", "shift_flip") and \
-            replace(self.recipe, augment="none", epochs=STUDY_EPOCHS, validation=0.0) == STUDY_RECIPE
+            replace(self.recipe, augment="none", epochs=STUDY_EPOCHS, validation=0.0, train_images=0) == STUDY_RECIPE
 
     @property
     def key(self) -> str:

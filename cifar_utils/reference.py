@@ -39,7 +39,8 @@ SHOWN_RUNS = 3  # runs named per group in a refusal
 OWN_BATCH_LABEL = re.compile(r"(^|[ ,])batch(_size)?=")
 # Recipe fields aside when asking "is this the study's recipe?" (``Experiment.study_recipe``):
 # the overrides themselves, and the augmentation kind (the study's chapter 4 adds its own).
-OVERRIDES_ASIDE = ("epochs", "batch_size", "augment")
+# The training-set size too: chapter 6's small setting is the study's recipe on fewer images.
+OVERRIDES_ASIDE = ("epochs", "batch_size", "augment", "train_images")
 
 
 class ReferenceError(ValueError):

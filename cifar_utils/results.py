@@ -33,12 +33,13 @@ def distinct_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
     return kept
 
 
-def by_experiment(records: Iterable[RunRecord]) -> dict[int, list[RunRecord]]:
-    """Registry experiments' distinct runs by number; sweep variants (``record.variant``)
-    are kept apart by the sweeps' own tables and never mix into an experiment's row."""
+def by_experiment(records: Iterable[RunRecord], variant: str = "") -> dict[int, list[RunRecord]]:
+    """Distinct runs by experiment number, at one setting: the registry's own (``variant``
+    "") or one variant label's (chapter 6's small setting labels all its runs alike). Other
+    variants (sweep points) are kept apart by the sweeps' own tables and never mix in."""
     grouped: dict[int, list[RunRecord]] = {}
     for record in sorted(distinct_runs(records), key=lambda r: (r.experiment, r.seed)):
-        if not record.variant:
+        if record.variant == variant:
             grouped.setdefault(record.experiment, []).append(record)
     return grouped
 
@@ -100,13 +101,14 @@ def bn_statistics_matter(runs: list[RunRecord]) -> bool:
     return abs(reestimated.mean - plain.mean) > noise.difference_noise(plain, reestimated).threshold()
 
 
-def results_table(records: Iterable[RunRecord], experiments: Iterable[int] | None = None) -> pd.DataFrame:
+def results_table(records: Iterable[RunRecord], experiments: Iterable[int] | None = None,
+                  variant: str = "") -> pd.DataFrame:
     """One row per experiment (the study's 17 by default, NaN where not run). Test accuracy
     is the final model's; ``train_acc_mean`` and the gap are the final model's in inference
     mode (``running_train_acc_mean`` is Keras' figure during the last epoch);
     ``best_test_acc`` exists only where the test set was evaluated every epoch (the study's
     way); the study's columns are NaN for the course's own experiments."""
-    grouped = by_experiment(records)
+    grouped = by_experiment(records, variant)
     numbers = list(experiments) if experiments is not None else [e.number for e in STUDY_EXPERIMENTS]
     rows = []
     nan = float("nan")

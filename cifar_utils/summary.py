@@ -18,9 +18,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .beyond import FACTORIAL, factorial_experiment, small_label
 from .chapter import BEST_EPOCH_NOTE, show
-from .claims import TOO_SHORT, judge_all
-from .course import run_settings, with_profile
+from .claims import TOO_SHORT, Effect, OnlyTogether, judge_all
+from .course import chapter6_settings, run_settings, with_profile
 from .data import CLASS_NAMES, load_cifar10
 from .experiments import EXPERIMENTS, STUDY_EXPERIMENTS, get_experiment
 from .noise import settings_problem
@@ -53,6 +54,8 @@ class Summary:
         self.run_token, self.figures = run_token, []
         self.epochs, self.batch_size, self.seeds, self.eval_every = epochs, batch_size, list(seeds), eval_every
         self.reference = load_reference(reference_dir) if reference_dir else None
+        small_subset = chapter6_settings(profile, {})["small_subset"]
+        self.small = small_label(small_subset)  # the setting chapter 6's factorial is judged at
         if self.reference is not None:
             self.records = list(self.reference.records)
             self.left_out, self.problems, self.sweep_runs = [], [], 0
@@ -60,7 +63,9 @@ class Summary:
         else:
             data = load_cifar10(data_source, subset=subset)
             self.source = data.source
-            self.records = [r for exp in EXPERIMENTS for r in find_finished(
+            experiments = [*EXPERIMENTS, *(factorial_experiment(n, small_subset) for n in FACTORIAL.values()
+                                            if small_subset)]
+            self.records = [r for exp in experiments for r in find_finished(
                 exp, data, *run_settings(exp, epochs, batch_size, every_recipe=sizes["every_recipe"]), self.seeds,
                 self.out_dir / "runs", eval_every)]
             everything, self.problems = scan_records(self.out_dir / "runs")
@@ -144,13 +149,18 @@ class Summary:
         if not study.empty:
             self._figure(plot_study_comparison(study), "comparison")
 
+    def _setting_of(self, judgement) -> str:
+        """'runs at train_images=10000: ' before a factorial verdict judged at the small setting."""
+        factorial = isinstance(judgement.claim.test, Effect | OnlyTogether)
+        return f"runs at {self.small}: " if factorial and self.small else ""
+
     def verdicts(self) -> pd.DataFrame:
         """Each conclusion (the study's, then chapter 6's), our evidence, and a verdict."""
-        judgements = judge_all(self.records)
+        judgements = judge_all(self.records, factorial_variant=self.small)
         frame = pd.DataFrame({"conclusion": [j.claim.text for j in judgements],
                               "from": [j.claim.source for j in judgements],
                               "verdict": [j.verdict for j in judgements],
-                              "our evidence": [j.evidence for j in judgements]})
+                              "our evidence": [self._setting_of(j) + j.evidence for j in judgements]})
         show(frame.style.hide(axis="index").map(_verdict_style, subset=["verdict"])
              .set_properties(**{"text-align": "left"}))
         counts = frame["verdict"].value_counts()

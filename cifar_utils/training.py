@@ -41,7 +41,7 @@ import pandas as pd
 
 from . import backend
 from .batches import EpochDraws, fit_data
-from .data import load_cifar10, stratified_share
+from .data import NUM_CLASSES, load_cifar10, stratified_share
 from .experiments import Experiment, Recipe, get_experiment
 from .final_model import batch_norm_layers, reestimate_batch_norm, restore_batch_norm, train_eval_indices
 from .models import build_model, compile_model, prepare_model
@@ -60,6 +60,10 @@ DEFAULT_OUT_DIR = "runs"
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 KEEP_CHECKPOINTS = 2  # an older intact one to fall back on if the newest is damaged
 VALIDATION_SEED = 0  # one fixed held-out set, so every run of a sweep is judged on the same images
+SMALL_SETTING_SEED = 1  # one fixed set of images for ``Recipe.train_images``, whatever the run's seed
+# Recipe fields added after runs were first named, with their defaults: left out of a run's
+# identity at their default, so every run named before a field existed keeps its folder.
+LATER_RECIPE_FIELDS = {"train_images": 0}
 
 
 class RunError(RuntimeError):
@@ -365,6 +369,22 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int = VALIDATION
     return np.setdiff1d(np.arange(len(labels)), held), held
 
 
+def fewer_images(train: tuple[np.ndarray, np.ndarray], count: int, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed, stratified ``count`` of the training images (``Recipe.train_images``): the
+    same images for every seed, so seeds vary the training, not the data."""
+    images, labels = train
+    if not 10 * NUM_CLASSES <= count <= len(labels):
+        raise ValueError(f"{label}: train_images={count}: needs between {10 * NUM_CLASSES} (ten a class) and the "
+                         f"{len(labels)} training images there are")
+    chosen = stratified_share(labels, count / len(labels), SMALL_SETTING_SEED)
+    return images[chosen], labels[chosen]
+
+
+def recipe_identity(recipe: Recipe) -> dict:
+    """The recipe as a run's identity holds it (``LATER_RECIPE_FIELDS`` at their default left out)."""
+    return {k: v for k, v in asdict(recipe).items() if LATER_RECIPE_FIELDS.get(k, object()) != v}
+
+
 def effective_recipe(exp: Experiment, epochs: int | None = None, batch_size: int | None = None) -> Recipe:
     """The experiment's recipe with the run's overrides (``--quick`` trains 2 epochs)."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -420,10 +440,12 @@ def plan_run(experiment: int | str | Experiment, data, seed: int = 0, out_dir: s
         train, evaluation = (x_train[kept], y_train[kept]), (x_train[held], y_train[held])
     else:
         train, evaluation = (x_train, y_train), (x_test, y_test)
+    if recipe.train_images:
+        train = fewer_images(train, recipe.train_images, exp.label)
     spec = {"kind": type(exp.spec).__name__, **asdict(exp.spec)}
     params = {
         "experiment": exp.number, "variant": exp.variant, "spec": spec, "normalize": exp.normalize,
-        "recipe": asdict(recipe), "epochs": recipe.epochs, "batch_size": recipe.batch_size, "seed": seed,
+        "recipe": recipe_identity(recipe), "epochs": recipe.epochs, "batch_size": recipe.batch_size, "seed": seed,
         "eval_every": eval_every, "train_size": len(train[0]), "validation_size": len(evaluation[0])
         if recipe.validation else 0, "test_size": len(x_test), "data_fingerprint": data_fingerprint(data),
     }

@@ -126,3 +126,32 @@ def test_sweep_table_chooses_on_validation_and_plots_it():
     sweep = sweep_table(runs[:2], rates)
     assert plot_dropout_sweep(sweep, "sweep").axes[0].lines[0].get_ydata().tolist() == [60.0, 62.0]
     assert best_point(sweep_table([], rates)) is None
+
+
+def test_the_small_setting_is_judged_on_its_own_runs_only():
+    # Chapter 6's factorial on 10,000 images: a variant of every cell, never pooled with the
+    # full-data runs (seed 0 of chapters 1-4), and judged only where asked for.
+    from dataclasses import replace
+
+    from cifar_utils.beyond import dropout_experiments, grid_experiments, grid_label, point_name, small_label
+    from cifar_utils.claims import NOT_RUN, Difference, evaluate, get_claim, judge, judge_all
+    from cifar_utils.results import setting_spread
+
+    small = small_label(10_000)
+    runs = [replace(r, variant=small) for r in cell_records(lambda d, b, h: 60.0 + 4.0 * b * h)]
+    full = [record(n, 80.0, seed=0) for n in FACTORIAL.values() if n != 18]
+    assert factorial_cells([*runs, *full], small)["mean"].tolist() == factorial_cells(
+        [replace(r, variant="") for r in runs])["mean"].tolist()
+    assert factorial_cells([*runs, *full])["seeds"].tolist() == [0 if n == 18 else 1 for n in FACTORIAL.values()]
+    claim = get_claim("bn_he_together")
+    assert judge(claim, [*runs, *full]).verdict == NOT_RUN  # the full setting lacks cell 18
+    assert judge(claim, [*runs, *full], variant=small).verdict != NOT_RUN
+    verdicts = {j.claim.key: j.verdict for j in judge_all([*runs, *full], factorial_variant=small)}
+    assert verdicts["bn_he_together"] != NOT_RUN and verdicts["dropout_main"] != NOT_RUN
+    grid = grid_experiments([1e-3], [128, 512], 30, 10_000)
+    assert [e.variant for e in grid] == [grid_label(1e-3, b, 10_000) for b in (128, 512)]
+    assert point_name(grid[0].variant) == "lr=0.001, batch=128" and grid[0].recipe.train_images == 10_000
+    assert [point_name(e.variant) for e in dropout_experiments([0.3], 30, 10_000)] == ["dropout=0.3"]
+    # A full-data comparison with one seed a side borrows no spread from the small setting's seeds.
+    assert setting_spread([*runs, *full]) is not None
+    assert evaluate(Difference(6, 7), [*full, *runs]) == evaluate(Difference(6, 7), full)

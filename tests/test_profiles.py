@@ -74,15 +74,38 @@ def test_cpu_reference_profile_tasks():
     assert (args.epochs, args.batch_size, args.subset, args.seeds) == (30, None, None, [0])
     tasks = driver.training_tasks(args, driver.chapters(ROOT / "notebooks", []))
     by_key = {(t.experiment, t.variant_label, t.seed): t for t in tasks}
-    assert all((by_key[(n, None, 0)].epochs, by_key[(n, None, 0)].batch_size) == (30, None) for n in range(1, 20))
+    full = [n for n in range(1, 20) if n != 18]  # 18 is the factorial's own cell: small setting only
+    assert all((by_key[(n, None, 0)].epochs, by_key[(n, None, 0)].batch_size) == (30, None) for n in full)
     assert all((by_key[(n, None, 0)].epochs, by_key[(n, None, 0)].batch_size) == (None, None) for n in (20, 21))
-    factorial = {k for k in by_key if k[0] in (6, 7, 8, 9, 11, 12, 13, 18) and k[1] is None}
+    small = "train_images=10000"
+    factorial = {k for k in by_key if k[0] in (6, 7, 8, 9, 11, 12, 13, 18) and k[1] == small}
     assert {seed for _, _, seed in factorial} == {0, 1, 2} and len(factorial) == 24
+    assert all((by_key[k].epochs, by_key[k].batch_size) == (30, None) for k in factorial)
     assert {k[2] for k in by_key if k[0] == 21} == {0, 1, 2} and {k[2] for k in by_key if k[0] == 20} == {0}
-    sweeps = [t for t in tasks if t.variant_label]
-    assert len(sweeps) == 2 * 2 + 3 and all(t.epochs is None for t in sweeps)
-    assert len(tasks) == 21 + 16 + 2 + 7
+    sweeps = [t for t in tasks if t.variant_label and t.variant_label != small]
+    assert len(sweeps) == 2 * 2 + 3 and all(t.epochs is None and t.variant_label.endswith(small) for t in sweeps)
+    assert len(tasks) == 18 + 24 + 1 + 3 + 7
     assert not driver.notebook_parameters(args, ROOT / "notebooks" / "03_techniques.ipynb")["exercises"]
+
+
+def test_the_small_setting_trains_on_fewer_images_and_leaves_registry_runs_named_as_before():
+    from cifar_utils import load_cifar10
+    from cifar_utils.beyond import factorial_experiment
+    from cifar_utils.costs import cpu_seconds
+    from cifar_utils.training import plan_run
+
+    data = load_cifar10("sample", subset=300)
+    plain, small = plan_run(6, data, epochs=2), plan_run(factorial_experiment(6, 200), data, epochs=2)
+    assert "train_images" not in plain.params["recipe"] and small.params["recipe"]["train_images"] == 200
+    assert len(plain.train[0]) == 300 and len(small.train[0]) == 200 and len(small.test[0]) == 60
+    assert (small.train[1].argmax(axis=1) == np.arange(10)[:, None]).sum(axis=1).tolist() == [20] * 10
+    assert plan_run(factorial_experiment(6, 200), data, seed=1, epochs=2).train[1].tolist() == small.train[1].tolist()
+    assert small.run_dir.name.startswith("exp06-train-images200-seed0-")
+    assert plain.run_dir.name.startswith("exp06-seed0")
+    assert factorial_experiment(6, 10_000).study_recipe  # the study's recipe, on fewer images
+    assert cpu_seconds(factorial_experiment(6, 10_000), 30, 10_000) < cpu_seconds(factorial_experiment(6), 30, 50_000)
+    with pytest.raises(ValueError, match="train_images=400: needs between 100 .ten a class. and the 300"):
+        plan_run(factorial_experiment(6, 400), data, epochs=2)
 
 
 def test_chapter_parameters_take_the_profile_where_none():
