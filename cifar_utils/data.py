@@ -115,13 +115,7 @@ def read_source(source: str | os.PathLike | None,
                              f"set {SOURCE_ENV} or pass source='sample')")
     name = path.name.lower()
     if stat.S_ISDIR(found.st_mode):
-        batches = path / "cifar-10-batches-py"
-        if _stat(path / "data_batch_1", missing_ok=True) is not None or _is_dir(batches):
-            reader = _read_python_batches(batches if _is_dir(batches) else path)
-        elif _is_dir(path / "train"):
-            reader = _cached(path, _tree_fingerprint(path), lambda: _read_tree(path), cache_dir)
-        else:
-            raise CifarDataError(f"{path}: folder holds neither cifar-10-batches-py nor train/ and test/")
+        reader = _read_folder(path, cache_dir)
     elif name.endswith((".tar.gz", ".tgz", ".tar")):
         reader = _read_python_tar(path)
     elif name.endswith(".zip"):
@@ -131,6 +125,24 @@ def read_source(source: str | os.PathLike | None,
     else:
         raise CifarDataError(f"{path}: unknown CIFAR-10 format (expected .tar.gz, .zip, .npz or a folder)")
     return reader, str(path)
+
+
+def _read_folder(path: Path, cache_dir) -> Arrays:
+    """The one CIFAR-10 copy in a folder: official batches (at the top or in
+    cifar-10-batches-py/) or a train/ + test/ image tree. Two of them are two copies, refused
+    as in an archive rather than one picked silently."""
+    batches = path / "cifar-10-batches-py"
+    layouts = {"data_batch_1": _stat(path / "data_batch_1", missing_ok=True) is not None,
+               "cifar-10-batches-py/": _is_dir(batches), "train/": _is_dir(path / "train")}
+    found = [layout for layout, present in layouts.items() if present]
+    if not found:
+        raise CifarDataError(f"{path}: folder holds neither cifar-10-batches-py nor train/ and test/")
+    if len(found) > 1:
+        listed = ", ".join(found[:-1]) + " and " + found[-1]
+        raise CifarDataError(f"{path}: holds two copies of CIFAR-10 ({listed}); point at one of them")
+    if found == ["train/"]:
+        return _cached(path, _tree_fingerprint(path), lambda: _read_tree(path), cache_dir)
+    return _read_python_batches(batches if found == ["cifar-10-batches-py/"] else path)
 
 
 def _checked(arrays: Iterable, origin: str) -> Arrays:
@@ -314,20 +326,44 @@ def _read_python_batches(folder: Path) -> Arrays:
 
 def _read_python_tar(path: Path) -> Arrays:
     wanted = {*BATCH_NAMES["train"], *BATCH_NAMES["test"]}
-    batches = {}
+    batches, one_copy = {}, _OneCopy(str(path))
     try:
         with tarfile.open(path) as tar:
             for member in tar:
-                name = member.name.rsplit("/", 1)[-1]
+                root, _, name = member.name.rpartition("/")
                 if not (member.isfile() and name in wanted):
                     continue
                 origin = f"{path}:{member.name}"
-                if name in batches:  # which copy is right is anyone's guess
-                    raise CifarDataError(f"{origin}: a second {name} (first at {batches[name][1]})")
+                one_copy.add(root + "/" if root else "", name, origin)
                 batches[name] = _unpickle(tar.extractfile(member), origin), origin
     except (tarfile.TarError, EOFError, OSError) as error:
         raise CifarDataError(f"{path}: truncated or corrupt archive ({error})") from error
     return _batches_to_arrays(batches, str(path))
+
+
+class _OneCopy:
+    """One dataset per source, the rule every archive and folder reader shares: a second
+    root folder, or a second file of one name, is a second copy. Loading both doubles the
+    data, and which one is right is anyone's guess, so either is refused."""
+
+    def __init__(self, origin: str):
+        self.origin, self.root, self.first = origin, None, {}
+
+    def add(self, root: str, name: str, where: str) -> None:
+        """Record ``name`` found under ``root`` (``""`` or ``"folder/"``) at ``where``."""
+        if self.root is None:
+            self.root = root
+        elif root != self.root:
+            raise CifarDataError(f"{self.origin}: two copies of the dataset, one at {_place(self.root)} "
+                                 f"and one at {_place(root)}; keep one")
+        if name in self.first:
+            first = "" if self.first[name] == where else f" (first at {self.first[name]})"
+            raise CifarDataError(f"{where}: a second {name}{first}")
+        self.first[name] = where
+
+
+def _place(root: str) -> str:
+    return repr(root) if root else "the top level"
 
 
 def _hidden(name: str) -> bool:
@@ -335,8 +371,10 @@ def _hidden(name: str) -> bool:
     return name.startswith((".", "__MACOSX"))
 
 
-def _labelled(entries: Iterable[tuple[str, object]], origin: str) -> Iterator[tuple[str, int, object]]:
-    """(relative path, key) pairs to (split, label, key), for files under <split>/<class>/."""
+def _labelled(entries: Iterable[tuple[str, object]], origin: str) -> list[tuple[str, int, object]]:
+    """(relative path, key) pairs to (split, label, key), for files under [root/]<split>/<class>/,
+    all under one root (see ``_OneCopy``). A list, so a second copy is refused before decoding."""
+    labelled, one_copy = [], _OneCopy(origin)
     for relpath, key in sorted(entries, key=lambda entry: entry[0]):
         parts = relpath.strip("/").split("/")
         if len(parts) < 3 or parts[-3] not in SPLITS or any(_hidden(p) for p in parts):
@@ -345,7 +383,9 @@ def _labelled(entries: Iterable[tuple[str, object]], origin: str) -> Iterator[tu
         if class_name not in CLASS_NAMES:
             raise CifarDataError(f"{origin}: unknown class folder {split}/{class_name!r}; "
                                  f"expected one of {', '.join(CLASS_NAMES)}")
-        yield split, CLASS_NAMES.index(class_name), key
+        one_copy.add("".join(f"{p}/" for p in parts[:-3]), "/".join(parts[-3:]), f"{origin}:{relpath}")
+        labelled.append((split, CLASS_NAMES.index(class_name), key))
+    return labelled
 
 
 def _collect(items: Iterable[tuple[str, int, bytes]], origin: str) -> Arrays:

@@ -551,3 +551,59 @@ def test_only_the_official_batch_names_are_read(tmp_path, arrays):
         (folder / name).write_bytes(blob)
     (folder / "data_batch_1.bak").write_bytes(b"not a pickle")  # an editor's or a user's leftover
     assert_same(load_cifar10(folder), arrays)
+
+
+# --- one dataset per source: a second copy is refused, never loaded beside the first ----
+
+def _zip_of(path, entries):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns on a repeated name; writing one is the point
+        with zipfile.ZipFile(path, "w") as archive:
+            for relpath, blob in entries:
+                archive.writestr(relpath, blob)
+    return path
+
+
+def _under(prefix, entries, splits=("train", "test")):
+    return [(f"{prefix}{relpath}", blob) for relpath, blob in entries if relpath.split("/")[0] in splits]
+
+
+@pytest.mark.parametrize("layout, roots", [
+    pytest.param(lambda e: [*e, *_under("cifar10/", e)], r"one at 'cifar10/' and one at the top level",
+                 id="top+nested"),
+    pytest.param(lambda e: [*_under("a/", e), *_under("b/", e)], r"one at 'a/' and one at 'b/'", id="a+b"),
+    pytest.param(lambda e: [*_under("a/", e, ["train"]), *_under("b/", e, ["test"])], r"one at 'a/' and one at 'b/'",
+                 id="train in a, test in b"),
+    pytest.param(lambda e: [*_under("x/", e), *_under("x/train/", e)], r"one at 'x/' and one at 'x/train/'",
+                 id="a tree inside a split"),
+])
+def test_zip_with_two_image_trees_is_refused(tmp_path, arrays, layout, roots):
+    path = _zip_of(tmp_path / "twice.zip", layout(list(tree_entries(arrays))))
+    with pytest.raises(CifarDataError, match=rf"twice\.zip: two copies of the dataset, {roots}"):
+        load_cifar10(path)
+
+
+def test_zip_with_a_repeated_member_is_refused(tmp_path, arrays):
+    entries = list(tree_entries(arrays))
+    path = _zip_of(tmp_path / "c.zip", [*entries, entries[4]])  # zipfile.read() would return the last one twice
+    repeated = r"train/automobile/00004\.png"
+    with pytest.raises(CifarDataError, match=rf"c\.zip:{repeated}: a second {repeated}$"):
+        load_cifar10(path)
+
+
+def test_tar_with_batches_under_two_folders_is_refused(tmp_path, arrays):
+    files = python_batches(arrays)
+    train = [(f"a/{n}", b) for n, b in files.items() if n != "test_batch"]
+    path = _tar_of(tmp_path / "c.tar.gz", [*train, ("b/test_batch", files["test_batch"])], folder="")
+    with pytest.raises(CifarDataError, match=r"c\.tar\.gz: two copies of the dataset, one at 'a/' and one at 'b/'"):
+        load_cifar10(path)
+
+
+@pytest.mark.parametrize("batches_at", ["cifar-10-batches-py", "."])
+def test_folder_with_both_batches_and_an_image_tree_is_refused(tmp_path, arrays, batches_at):
+    root = write_tree(tmp_path / "both", arrays)
+    (root / batches_at).mkdir(exist_ok=True)
+    for name, blob in python_batches(arrays).items():
+        (root / batches_at / name).write_bytes(blob)
+    with pytest.raises(CifarDataError, match=r"both: holds two copies of CIFAR-10 \(.* and train/\)"):
+        load_cifar10(root)
