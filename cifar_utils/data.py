@@ -155,8 +155,19 @@ def _checked(arrays: Iterable, origin: str) -> Arrays:
             raise CifarDataError(f"{origin}: x_{split} has shape {x.shape}, expected (N, 32, 32, 3)")
         if len(x) == 0:
             raise CifarDataError(f"{origin}: the {split} split is empty")
-        out += [_uint8_images(x, f"{origin}: x_{split}"), _int_labels(y, len(x), f"{origin}: y_{split}")]
+        labels = _int_labels(y, len(x), f"{origin}: y_{split}")
+        _every_class(labels, f"{origin}: the {split} split")
+        out += [_uint8_images(x, f"{origin}: x_{split}"), labels]
     return tuple(out)
+
+
+def _every_class(labels: np.ndarray, where: str) -> None:
+    """A split without some class would train or score a 9-class problem without a word."""
+    missing = [name for name, count in zip(CLASS_NAMES, np.bincount(labels, minlength=NUM_CLASSES), strict=True)
+               if count == 0]
+    if missing:
+        raise CifarDataError(f"{where} has no images of {', '.join(missing)}; CIFAR-10 needs all "
+                             f"{NUM_CLASSES} classes ({', '.join(CLASS_NAMES)}) in train and in test")
 
 
 def _int_labels(y: np.ndarray, count: int, where: str) -> np.ndarray:
@@ -373,19 +384,29 @@ def _hidden(name: str) -> bool:
 
 def _labelled(entries: Iterable[tuple[str, object]], origin: str) -> list[tuple[str, int, object]]:
     """(relative path, key) pairs to (split, label, key), for files under [root/]<split>/<class>/,
-    all under one root (see ``_OneCopy``). A list, so a second copy is refused before decoding."""
+    all under one root (see ``_OneCopy``). A list, so a second copy is refused before decoding.
+    Folders (paths ending in "/") are only checked: an empty class folder must be a known class too."""
     labelled, one_copy = [], _OneCopy(origin)
     for relpath, key in sorted(entries, key=lambda entry: entry[0]):
         parts = relpath.strip("/").split("/")
-        if len(parts) < 3 or parts[-3] not in SPLITS or any(_hidden(p) for p in parts):
+        if any(_hidden(p) for p in parts):
             continue
-        split, class_name = parts[-3], parts[-2]
-        if class_name not in CLASS_NAMES:
-            raise CifarDataError(f"{origin}: unknown class folder {split}/{class_name!r}; "
-                                 f"expected one of {', '.join(CLASS_NAMES)}")
-        one_copy.add("".join(f"{p}/" for p in parts[:-3]), "/".join(parts[-3:]), f"{origin}:{relpath}")
-        labelled.append((split, CLASS_NAMES.index(class_name), key))
+        if relpath.endswith("/"):
+            if len(parts) >= 2 and parts[-2] in SPLITS:
+                _class_label(parts[-2], parts[-1], origin)
+        elif len(parts) >= 3 and parts[-3] in SPLITS:
+            label = _class_label(parts[-3], parts[-2], origin)
+            one_copy.add("".join(f"{p}/" for p in parts[:-3]), "/".join(parts[-3:]), f"{origin}:{relpath}")
+            labelled.append((parts[-3], label, key))
     return labelled
+
+
+def _class_label(split: str, class_name: str, origin: str) -> int:
+    """The label a class folder's name means; labels come from names, so any other name is refused."""
+    if class_name not in CLASS_NAMES:
+        raise CifarDataError(f"{origin}: unknown class folder {split}/{class_name!r}; "
+                             f"expected one of {', '.join(CLASS_NAMES)}")
+    return CLASS_NAMES.index(class_name)
 
 
 def _collect(items: Iterable[tuple[str, int, bytes]], origin: str) -> Arrays:
@@ -431,6 +452,7 @@ def _tree_entries(root: Path) -> Iterator[tuple[str, Path]]:
         for class_dir in _listdir(root / split):
             if _hidden(class_dir.name) or not _is_dir(class_dir):
                 continue
+            yield f"{split}/{class_dir.name}/", class_dir  # checked by name even when empty
             for path in _listdir(class_dir):
                 yield f"{split}/{class_dir.name}/{path.name}", path
 
@@ -438,7 +460,7 @@ def _tree_entries(root: Path) -> Iterator[tuple[str, Path]]:
 def _read_zip(path: Path) -> Arrays:
     try:
         with zipfile.ZipFile(path) as archive:
-            names = [(n, n) for n in archive.namelist() if not n.endswith("/")]
+            names = [(n, n) for n in archive.namelist()]
             items = ((split, label, (name, _zip_member(archive, name, path)))
                      for split, label, name in _labelled(names, str(path)))
             return _collect(items, str(path))

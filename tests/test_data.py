@@ -4,6 +4,7 @@ import errno
 import io
 import os
 import pickle
+import re
 import struct
 import tarfile
 import time
@@ -607,3 +608,62 @@ def test_folder_with_both_batches_and_an_image_tree_is_refused(tmp_path, arrays,
         (root / batches_at / name).write_bytes(blob)
     with pytest.raises(CifarDataError, match=r"both: holds two copies of CIFAR-10 \(.* and train/\)"):
         load_cifar10(root)
+
+
+# --- every split holds all ten classes, and nothing else ----------------------------------
+
+def _drop(arrays, split, classes):
+    """``arrays`` with no image of ``classes`` in ``split``."""
+    x_train, y_train, x_test, y_test = arrays
+    labels = [CLASS_NAMES.index(c) for c in classes]
+    if split == "train":
+        keep = ~np.isin(y_train, labels)
+        return x_train[keep], y_train[keep], x_test, y_test
+    keep = ~np.isin(y_test, labels)
+    return x_train, y_train, x_test[keep], y_test[keep]
+
+
+def _npz_of(path, arrays):
+    np.savez(path, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays, strict=True)))
+    return path
+
+
+WRITERS = {"zip": lambda tmp, a: write_zip(tmp / "c.zip", a), "tree": lambda tmp, a: write_tree(tmp / "tree", a),
+           "npz": lambda tmp, a: _npz_of(tmp / "c.npz", a), "tar": lambda tmp, a: write_tar(tmp / "c.tar.gz", a)}
+
+
+@pytest.mark.parametrize("missing", [["cat"], ["airplane", "truck"]])
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("fmt", WRITERS)
+def test_a_split_missing_a_class_is_refused(tmp_path, arrays, fmt, split, missing):
+    source = WRITERS[fmt](tmp_path, _drop(arrays, split, missing))
+    names = ", ".join(missing)
+    with pytest.raises(CifarDataError, match=rf"{re.escape(source.name)}: the {split} split has no images of {names};"):
+        load_cifar10(source)
+
+
+def _zip_with_folder(path, arrays, folder):
+    """A zip as archivers write it, with an entry for an (empty) folder."""
+    write_zip(path, arrays)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(zipfile.ZipInfo(f"{folder}/"), b"")
+    return path
+
+
+def _tree_with_folder(root, arrays, folder):
+    write_tree(root, arrays)
+    (root / folder).mkdir()
+    return root
+
+
+@pytest.mark.parametrize("folder, message", [
+    ("train/cat", r"the train split has no images of cat;"),
+    ("test/kitten", r"unknown class folder test/'kitten'"),
+])
+@pytest.mark.parametrize("fmt", ["zip", "tree"])
+def test_empty_class_folders_are_checked_too(tmp_path, arrays, fmt, folder, message):
+    arrays = _drop(arrays, "train", ["cat"]) if folder == "train/cat" else arrays
+    source = (_zip_with_folder(tmp_path / "c.zip", arrays, folder) if fmt == "zip"
+              else _tree_with_folder(tmp_path / "tree", arrays, folder))
+    with pytest.raises(CifarDataError, match=rf"{source.name}: {message}"):
+        load_cifar10(source)
