@@ -119,7 +119,7 @@ def read_source(source: str | os.PathLike | None,
     elif name.endswith((".tar.gz", ".tgz", ".tar")):
         reader = _read_python_tar(path)
     elif name.endswith(".zip"):
-        reader = _cached(path, _file_fingerprint(path), lambda: _read_zip(path), cache_dir)
+        reader = _read_zip(path, cache_dir)
     elif name.endswith(".npz"):
         reader = _read_npz(path)
     else:
@@ -141,7 +141,7 @@ def _read_folder(path: Path, cache_dir) -> Arrays:
         listed = ", ".join(found[:-1]) + " and " + found[-1]
         raise CifarDataError(f"{path}: holds two copies of CIFAR-10 ({listed}); point at one of them")
     if found == ["train/"]:
-        return _cached(path, _tree_fingerprint(path), lambda: _read_tree(path), cache_dir)
+        return _read_tree(path, cache_dir)
     return _read_python_batches(batches if found == ["cifar-10-batches-py/"] else path)
 
 
@@ -423,15 +423,18 @@ def _collect(items: Iterable[tuple[str, int, bytes]], origin: str) -> Arrays:
     return _checked(arrays, origin)
 
 
-def _read_tree(root: Path) -> Arrays:
-    items = ((split, label, (p.relative_to(root).as_posix(), _read_bytes(p)))
-             for split, label, p, _ in _tree_files(root))
-    return _collect(items, str(root))
+def _read_tree(root: Path, cache_dir) -> Arrays:
+    """Each file is read once, for the cache key and for decoding, so the arrays cached under
+    a key are those of the very bytes it was computed from."""
+    files = [(split, label, (path.relative_to(root).as_posix(), _read_bytes(path)))
+             for split, label, path in _tree_files(root)]
+    key = _content_key(part for _, _, (name, blob) in files for part in (f"{name}\0{len(blob)}\0".encode(), blob))
+    return _cached(root, key, lambda: _collect(files, str(root)), cache_dir)
 
 
-def _tree_files(root: Path) -> list[tuple[str, int, Path, os.stat_result]]:
-    """(split, label, path, stat) of every image file under root/<split>/<class>/. A broken
-    entry (dangling symlink, symlink loop, no permission) raises instead of quietly vanishing."""
+def _tree_files(root: Path) -> list[tuple[str, int, Path]]:
+    """(split, label, path) of every image file under root/<split>/<class>/. A broken entry
+    (dangling symlink, symlink loop, no permission) raises instead of quietly vanishing."""
     files = []
     for split, label, path in _labelled(_tree_entries(root), str(root)):
         found = _stat(path)
@@ -439,7 +442,7 @@ def _tree_files(root: Path) -> list[tuple[str, int, Path, os.stat_result]]:
             continue  # sub-folders of a class folder were never read
         if not stat.S_ISREG(found.st_mode):
             raise CifarDataError(f"{path}: not a regular file")
-        files.append((split, label, path, found))
+        files.append((split, label, path))
     return files
 
 
@@ -457,9 +460,16 @@ def _tree_entries(root: Path) -> Iterator[tuple[str, Path]]:
                 yield f"{split}/{class_dir.name}/{path.name}", path
 
 
-def _read_zip(path: Path) -> Arrays:
+def _read_zip(path: Path, cache_dir) -> Arrays:
+    """The zip is read into memory once (the real one is 62 MB), for the cache key and for
+    decoding, so a zip rewritten mid-load can neither mix two versions nor file one under the other's key."""
+    blob = _read_bytes(path)
+    return _cached(path, _content_key([blob]), lambda: _decode_zip(path, blob), cache_dir)
+
+
+def _decode_zip(path: Path, blob: bytes) -> Arrays:
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
             names = [(n, n) for n in archive.namelist()]
             items = ((split, label, (name, _zip_member(archive, name, path)))
                      for split, label, name in _labelled(names, str(path)))
@@ -522,15 +532,18 @@ def _read_bytes(path: Path) -> bytes:
 
 # --- cache for decoded image folders -------------------------------------------------
 
-def _file_fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_size}-{stat.st_mtime_ns}"
+# Part of every cache key: bump it when the loader's checks change, so arrays cached under
+# older checks are decoded and checked again instead of served.
+_CACHE_RULES = b"cifar_utils cache v2\0"
 
 
-def _tree_fingerprint(root: Path) -> str:
-    digest = hashlib.sha1()
-    for _, _, path, found in _tree_files(root):
-        digest.update(f"{path.relative_to(root)}:{found.st_size}:{found.st_mtime_ns}\n".encode())
+def _content_key(parts: Iterable[bytes]) -> str:
+    """SHA-256 of a source's bytes, not its size and mtime: ``cp -p`` and ``rsync -t`` give new
+    content the old size and mtime, and no stat can tell. Hashing costs one read of the
+    source, already needed to decode it and small beside decoding 60,000 images."""
+    digest = hashlib.sha256(_CACHE_RULES)
+    for part in parts:
+        digest.update(part)
     return digest.hexdigest()
 
 
@@ -538,13 +551,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cifar_utils")
 
 
-def _cached(path: Path, fingerprint: str, decode, cache_dir) -> Arrays:
-    """Decode once; later loads read the npz. A changed source gets a new cache file,
-    a cache that fails to load is removed and rebuilt rather than trusted, and a cache
-    that cannot be written (read-only, disk full) only costs a warning, never the load."""
+def _cached(path: Path, content_key: str, decode, cache_dir) -> Arrays:
+    """Decode once; later loads read the npz. The entry is named by the full content digest,
+    so a changed source gets a new cache file, and no entry of the older 12-digit size-and-mtime
+    names can be taken for it. A cache that fails to load is removed and rebuilt rather than
+    trusted, and one that cannot be written (read-only, disk full) only costs a warning."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     source_key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    content_key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"{source_key}-{content_key}.npz"
     if os.path.exists(cache):
         try:

@@ -1,13 +1,14 @@
 """Every loader format on small generated fixtures, every bad input, the cache, subsets."""
 
 import errno
+import hashlib
 import io
 import os
 import pickle
 import re
+import shutil
 import struct
 import tarfile
-import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -15,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REAL_SOURCE, make_arrays, png_bytes, python_batches, tree_entries, write_tar, write_tree, write_zip
+from PIL import Image
 
+import cifar_utils.data as data_module
 from cifar_utils import CLASS_NAMES, CifarDataError, load_cifar10
 from cifar_utils.data import read_source
 
@@ -71,22 +74,21 @@ def test_class_folder_tree_and_zip(tmp_path, arrays):
         assert_same(data, arrays)
 
 
-def test_zip_cache_is_used_and_invalidated(tmp_path, arrays):
-    path = write_zip(tmp_path / "c.zip", arrays)
-    load_cifar10(path)
-    caches = list((tmp_path / "cache").glob("*.npz"))
-    assert len(caches) == 1
-    # A source that no longer decodes proves the second load comes from the cache.
-    stamp = path.stat()
-    path.write_bytes(b"\0" * stamp.st_size)
-    import os
+def _no_decoding(blob, origin):
+    raise AssertionError(f"decoded {origin}: the cache was not used")
 
-    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
-    assert_same(load_cifar10(path), arrays)
-    # Changing the source (new content, new mtime) invalidates the cache.
+
+@pytest.mark.parametrize("fmt", ["zip", "tree"])
+def test_cache_is_used_and_invalidated(tmp_path, arrays, monkeypatch, fmt):
+    write = WRITERS[fmt]
+    path = write(tmp_path, arrays)
+    load_cifar10(path)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    with monkeypatch.context() as patched:
+        patched.setattr(data_module, "decode_image", _no_decoding)
+        assert_same(load_cifar10(path), arrays)  # nothing decoded: it came from the cache
     other = make_arrays(seed=1)
-    time.sleep(0.01)
-    write_zip(path, other)
+    write(tmp_path, other)
     assert_same(load_cifar10(path), other)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # the stale one is gone
 
@@ -667,3 +669,71 @@ def test_empty_class_folders_are_checked_too(tmp_path, arrays, fmt, folder, mess
               else _tree_with_folder(tmp_path / "tree", arrays, folder))
     with pytest.raises(CifarDataError, match=rf"{source.name}: {message}"):
         load_cifar10(source)
+
+
+# --- the cache is keyed on content: size and mtime survive cp -p and rsync -t ------------
+
+def _bmp_entries(arrays):
+    """(relative path, BMP bytes): BMP is uncompressed, so every image file has the same size."""
+    x_train, y_train, x_test, y_test = arrays
+    for split, xs, ys in (("train", x_train, y_train), ("test", x_test, y_test)):
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            buffer = io.BytesIO()
+            Image.fromarray(x).save(buffer, format="BMP")
+            yield f"{split}/{CLASS_NAMES[y]}/{i:05d}.bmp", buffer.getvalue()
+
+
+def _copy_keeping_mtime(source, target):
+    """``cp -p source target``: target gets new bytes and keeps its own old mtime."""
+    stamp = target.stat()
+    os.utime(source, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    shutil.copy2(source, target)
+    assert target.stat().st_size == stamp.st_size and target.stat().st_mtime_ns == stamp.st_mtime_ns
+
+
+def test_zip_replaced_keeping_size_and_mtime_is_decoded_again(tmp_path, arrays):
+    path, new = _zip_of(tmp_path / "c.zip", _bmp_entries(arrays)), make_arrays(seed=1)
+    assert_same(load_cifar10(path), arrays)
+    _copy_keeping_mtime(_zip_of(tmp_path / "new.zip", _bmp_entries(new)), path)
+    assert_same(load_cifar10(path), new)
+
+
+def test_tree_files_rewritten_keeping_size_and_mtime_are_decoded_again(tmp_path, arrays):
+    root, new = tmp_path / "tree", make_arrays(seed=1)
+    for relpath, blob in _bmp_entries(arrays):
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (root / relpath).write_bytes(blob)
+    assert_same(load_cifar10(root), arrays)
+    for relpath, blob in _bmp_entries(new):  # as rsync -t leaves them
+        _copy_keeping_mtime(_write(tmp_path / "new.bmp", blob), root / relpath)
+    assert_same(load_cifar10(root), new)
+
+
+def test_cache_entry_named_by_size_and_mtime_is_never_read(tmp_path, arrays):
+    """Caches written before content keys were named by a hash of size and mtime; such an
+    entry must not be taken for this file's arrays, whatever it holds."""
+    path = write_zip(tmp_path / "c.zip", arrays)
+    stamp = path.stat()
+    source_key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    old_key = hashlib.sha1(f"{stamp.st_size}-{stamp.st_mtime_ns}".encode()).hexdigest()[:12]
+    (tmp_path / "cache").mkdir()
+    old = _npz_of(tmp_path / "cache" / f"{source_key}-{old_key}.npz", make_arrays(seed=1))
+    assert_same(load_cifar10(path), arrays)
+    assert not old.exists()  # replaced by the entry for this content
+
+
+def test_zip_rewritten_while_decoding_does_not_poison_the_cache(tmp_path, arrays, monkeypatch):
+    """The arrays cached are those of the bytes keyed, even when the file changes mid-load."""
+    path, new = _zip_of(tmp_path / "c.zip", _bmp_entries(arrays)), make_arrays(seed=1)
+    replacement = _zip_of(tmp_path / "new.zip", _bmp_entries(new))
+    decode, calls = data_module.decode_image, []
+
+    def rewriting(blob, origin):
+        if not calls:
+            _copy_keeping_mtime(replacement, path)  # in place, while the zip is being read
+        calls.append(origin)
+        return decode(blob, origin)
+
+    monkeypatch.setattr(data_module, "decode_image", rewriting)
+    assert_same(load_cifar10(path), arrays)
+    assert_same(load_cifar10(path), new)
