@@ -271,6 +271,9 @@ def decode_image(blob: bytes, origin: str) -> np.ndarray:
 def _read_npz(path: Path) -> Arrays:
     try:
         with np.load(path, allow_pickle=False) as npz:
+            one_copy = _OneCopy(str(path))
+            for name in npz.files:  # a repeated member: np.load would silently keep the last
+                one_copy.add("", name, str(path))
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz.files]
             if missing:
                 raise CifarDataError(f"{path}: npz lacks {', '.join(missing)} (has {', '.join(npz.files)})")

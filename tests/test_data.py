@@ -737,3 +737,16 @@ def test_zip_rewritten_while_decoding_does_not_poison_the_cache(tmp_path, arrays
     monkeypatch.setattr(data_module, "decode_image", rewriting)
     assert_same(load_cifar10(path), arrays)
     assert_same(load_cifar10(path), new)
+
+
+def test_npz_with_a_repeated_array_is_refused(tmp_path, arrays):
+    def npy(array):
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        return buffer.getvalue()
+
+    names = ("x_train", "y_train", "x_test", "y_test")
+    entries = [(f"{name}.npy", npy(array)) for name, array in zip(names, arrays, strict=True)]
+    path = _zip_of(tmp_path / "c.npz", [*entries, ("x_train.npy", npy(make_arrays(seed=1)[0]))])
+    with pytest.raises(CifarDataError, match=r"c\.npz: a second x_train$"):  # np.load would keep the last one
+        load_cifar10(path)
