@@ -1,9 +1,10 @@
 """CIFAR-10 from wherever it is: a download, the official archive, image folders, an npz,
 or the small sample bundled with this package.
 
-Every format ends in the same checks (shapes, dtype, label range, non-empty splits), and
-every problem raises ``CifarDataError`` naming the file and what is wrong, so a notebook
-never trains on a half-loaded dataset.
+Every format ends in the same checks (shapes, dtype, label range, all ten classes in each
+split), an archive or folder must hold exactly one copy of the dataset, and every problem
+raises ``CifarDataError`` naming the file and what is wrong, so a notebook never trains on
+a half-loaded (or doubled) dataset.
 """
 
 from __future__ import annotations
