@@ -1,9 +1,10 @@
 """CIFAR-10 from wherever it is: a download, the official archive, image folders, an npz,
 or the small sample bundled with this package.
 
-Every format ends in the same checks (shapes, dtype, label range, non-empty splits), and
-every problem raises ``CifarDataError`` naming the file and what is wrong, so a notebook
-never trains on a half-loaded dataset.
+Every format ends in the same checks (shapes, dtype, label range, all ten classes in each
+split), an archive or folder must hold exactly one copy of the dataset, and every problem
+raises ``CifarDataError`` naming the file and what is wrong, so a notebook never trains on
+a half-loaded (or doubled) dataset.
 """
 
 from __future__ import annotations
@@ -115,22 +116,34 @@ def read_source(source: str | os.PathLike | None,
                              f"set {SOURCE_ENV} or pass source='sample')")
     name = path.name.lower()
     if stat.S_ISDIR(found.st_mode):
-        batches = path / "cifar-10-batches-py"
-        if _stat(path / "data_batch_1", missing_ok=True) is not None or _is_dir(batches):
-            reader = _read_python_batches(batches if _is_dir(batches) else path)
-        elif _is_dir(path / "train"):
-            reader = _cached(path, _tree_fingerprint(path), lambda: _read_tree(path), cache_dir)
-        else:
-            raise CifarDataError(f"{path}: folder holds neither cifar-10-batches-py nor train/ and test/")
+        reader = _read_folder(path, cache_dir)
     elif name.endswith((".tar.gz", ".tgz", ".tar")):
         reader = _read_python_tar(path)
     elif name.endswith(".zip"):
-        reader = _cached(path, _file_fingerprint(path), lambda: _read_zip(path), cache_dir)
+        reader = _read_zip(path, cache_dir)
     elif name.endswith(".npz"):
         reader = _read_npz(path)
     else:
         raise CifarDataError(f"{path}: unknown CIFAR-10 format (expected .tar.gz, .zip, .npz or a folder)")
     return reader, str(path)
+
+
+def _read_folder(path: Path, cache_dir) -> Arrays:
+    """The one CIFAR-10 copy in a folder: official batches (at the top or in
+    cifar-10-batches-py/) or a train/ + test/ image tree. Two of them are two copies, refused
+    as in an archive rather than one picked silently."""
+    batches = path / "cifar-10-batches-py"
+    layouts = {"data_batch_1": _stat(path / "data_batch_1", missing_ok=True) is not None,
+               "cifar-10-batches-py/": _is_dir(batches), "train/": _is_dir(path / "train")}
+    found = [layout for layout, present in layouts.items() if present]
+    if not found:
+        raise CifarDataError(f"{path}: folder holds neither cifar-10-batches-py nor train/ and test/")
+    if len(found) > 1:
+        listed = ", ".join(found[:-1]) + " and " + found[-1]
+        raise CifarDataError(f"{path}: holds two copies of CIFAR-10 ({listed}); point at one of them")
+    if found == ["train/"]:
+        return _read_tree(path, cache_dir)
+    return _read_python_batches(batches if found == ["cifar-10-batches-py/"] else path)
 
 
 def _checked(arrays: Iterable, origin: str) -> Arrays:
@@ -143,8 +156,19 @@ def _checked(arrays: Iterable, origin: str) -> Arrays:
             raise CifarDataError(f"{origin}: x_{split} has shape {x.shape}, expected (N, 32, 32, 3)")
         if len(x) == 0:
             raise CifarDataError(f"{origin}: the {split} split is empty")
-        out += [_uint8_images(x, f"{origin}: x_{split}"), _int_labels(y, len(x), f"{origin}: y_{split}")]
+        labels = _int_labels(y, len(x), f"{origin}: y_{split}")
+        _every_class(labels, f"{origin}: the {split} split")
+        out += [_uint8_images(x, f"{origin}: x_{split}"), labels]
     return tuple(out)
+
+
+def _every_class(labels: np.ndarray, where: str) -> None:
+    """A split without some class would train or score a 9-class problem without a word."""
+    missing = [name for name, count in zip(CLASS_NAMES, np.bincount(labels, minlength=NUM_CLASSES), strict=True)
+               if count == 0]
+    if missing:
+        raise CifarDataError(f"{where} has no images of {', '.join(missing)}; CIFAR-10 needs all "
+                             f"{NUM_CLASSES} classes ({', '.join(CLASS_NAMES)}) in train and in test")
 
 
 def _int_labels(y: np.ndarray, count: int, where: str) -> np.ndarray:
@@ -248,6 +272,9 @@ def decode_image(blob: bytes, origin: str) -> np.ndarray:
 def _read_npz(path: Path) -> Arrays:
     try:
         with np.load(path, allow_pickle=False) as npz:
+            one_copy = _OneCopy(str(path))
+            for name in npz.files:  # a repeated member: np.load would silently keep the last
+                one_copy.add("", name, str(path))
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz.files]
             if missing:
                 raise CifarDataError(f"{path}: npz lacks {', '.join(missing)} (has {', '.join(npz.files)})")
@@ -314,20 +341,44 @@ def _read_python_batches(folder: Path) -> Arrays:
 
 def _read_python_tar(path: Path) -> Arrays:
     wanted = {*BATCH_NAMES["train"], *BATCH_NAMES["test"]}
-    batches = {}
+    batches, one_copy = {}, _OneCopy(str(path))
     try:
         with tarfile.open(path) as tar:
             for member in tar:
-                name = member.name.rsplit("/", 1)[-1]
+                root, _, name = member.name.rpartition("/")
                 if not (member.isfile() and name in wanted):
                     continue
                 origin = f"{path}:{member.name}"
-                if name in batches:  # which copy is right is anyone's guess
-                    raise CifarDataError(f"{origin}: a second {name} (first at {batches[name][1]})")
+                one_copy.add(root + "/" if root else "", name, origin)
                 batches[name] = _unpickle(tar.extractfile(member), origin), origin
     except (tarfile.TarError, EOFError, OSError) as error:
         raise CifarDataError(f"{path}: truncated or corrupt archive ({error})") from error
     return _batches_to_arrays(batches, str(path))
+
+
+class _OneCopy:
+    """One dataset per source, the rule every archive and folder reader shares: a second
+    root folder, or a second file of one name, is a second copy. Loading both doubles the
+    data, and which one is right is anyone's guess, so either is refused."""
+
+    def __init__(self, origin: str):
+        self.origin, self.root, self.first = origin, None, {}
+
+    def add(self, root: str, name: str, where: str) -> None:
+        """Record ``name`` found under ``root`` (``""`` or ``"folder/"``) at ``where``."""
+        if self.root is None:
+            self.root = root
+        elif root != self.root:
+            raise CifarDataError(f"{self.origin}: two copies of the dataset, one at {_place(self.root)} "
+                                 f"and one at {_place(root)}; keep one")
+        if name in self.first:
+            first = "" if self.first[name] == where else f" (first at {self.first[name]})"
+            raise CifarDataError(f"{where}: a second {name}{first}")
+        self.first[name] = where
+
+
+def _place(root: str) -> str:
+    return repr(root) if root else "the top level"
 
 
 def _hidden(name: str) -> bool:
@@ -335,17 +386,31 @@ def _hidden(name: str) -> bool:
     return name.startswith((".", "__MACOSX"))
 
 
-def _labelled(entries: Iterable[tuple[str, object]], origin: str) -> Iterator[tuple[str, int, object]]:
-    """(relative path, key) pairs to (split, label, key), for files under <split>/<class>/."""
+def _labelled(entries: Iterable[tuple[str, object]], origin: str) -> list[tuple[str, int, object]]:
+    """(relative path, key) pairs to (split, label, key), for files under [root/]<split>/<class>/,
+    all under one root (see ``_OneCopy``). A list, so a second copy is refused before decoding.
+    Folders (paths ending in "/") are only checked: an empty class folder must be a known class too."""
+    labelled, one_copy = [], _OneCopy(origin)
     for relpath, key in sorted(entries, key=lambda entry: entry[0]):
         parts = relpath.strip("/").split("/")
-        if len(parts) < 3 or parts[-3] not in SPLITS or any(_hidden(p) for p in parts):
+        if any(_hidden(p) for p in parts):
             continue
-        split, class_name = parts[-3], parts[-2]
-        if class_name not in CLASS_NAMES:
-            raise CifarDataError(f"{origin}: unknown class folder {split}/{class_name!r}; "
-                                 f"expected one of {', '.join(CLASS_NAMES)}")
-        yield split, CLASS_NAMES.index(class_name), key
+        if relpath.endswith("/"):
+            if len(parts) >= 2 and parts[-2] in SPLITS:
+                _class_label(parts[-2], parts[-1], origin)
+        elif len(parts) >= 3 and parts[-3] in SPLITS:
+            label = _class_label(parts[-3], parts[-2], origin)
+            one_copy.add("".join(f"{p}/" for p in parts[:-3]), "/".join(parts[-3:]), f"{origin}:{relpath}")
+            labelled.append((parts[-3], label, key))
+    return labelled
+
+
+def _class_label(split: str, class_name: str, origin: str) -> int:
+    """The label a class folder's name means; labels come from names, so any other name is refused."""
+    if class_name not in CLASS_NAMES:
+        raise CifarDataError(f"{origin}: unknown class folder {split}/{class_name!r}; "
+                             f"expected one of {', '.join(CLASS_NAMES)}")
+    return CLASS_NAMES.index(class_name)
 
 
 def _collect(items: Iterable[tuple[str, int, bytes]], origin: str) -> Arrays:
@@ -362,15 +427,18 @@ def _collect(items: Iterable[tuple[str, int, bytes]], origin: str) -> Arrays:
     return _checked(arrays, origin)
 
 
-def _read_tree(root: Path) -> Arrays:
-    items = ((split, label, (p.relative_to(root).as_posix(), _read_bytes(p)))
-             for split, label, p, _ in _tree_files(root))
-    return _collect(items, str(root))
+def _read_tree(root: Path, cache_dir) -> Arrays:
+    """Each file is read once, for the cache key and for decoding, so the arrays cached under
+    a key are those of the very bytes it was computed from."""
+    files = [(split, label, (path.relative_to(root).as_posix(), _read_bytes(path)))
+             for split, label, path in _tree_files(root)]
+    key = _content_key(part for _, _, (name, blob) in files for part in (f"{name}\0{len(blob)}\0".encode(), blob))
+    return _cached(root, key, lambda: _collect(files, str(root)), cache_dir)
 
 
-def _tree_files(root: Path) -> list[tuple[str, int, Path, os.stat_result]]:
-    """(split, label, path, stat) of every image file under root/<split>/<class>/. A broken
-    entry (dangling symlink, symlink loop, no permission) raises instead of quietly vanishing."""
+def _tree_files(root: Path) -> list[tuple[str, int, Path]]:
+    """(split, label, path) of every image file under root/<split>/<class>/. A broken entry
+    (dangling symlink, symlink loop, no permission) raises instead of quietly vanishing."""
     files = []
     for split, label, path in _labelled(_tree_entries(root), str(root)):
         found = _stat(path)
@@ -378,7 +446,7 @@ def _tree_files(root: Path) -> list[tuple[str, int, Path, os.stat_result]]:
             continue  # sub-folders of a class folder were never read
         if not stat.S_ISREG(found.st_mode):
             raise CifarDataError(f"{path}: not a regular file")
-        files.append((split, label, path, found))
+        files.append((split, label, path))
     return files
 
 
@@ -391,14 +459,22 @@ def _tree_entries(root: Path) -> Iterator[tuple[str, Path]]:
         for class_dir in _listdir(root / split):
             if _hidden(class_dir.name) or not _is_dir(class_dir):
                 continue
+            yield f"{split}/{class_dir.name}/", class_dir  # checked by name even when empty
             for path in _listdir(class_dir):
                 yield f"{split}/{class_dir.name}/{path.name}", path
 
 
-def _read_zip(path: Path) -> Arrays:
+def _read_zip(path: Path, cache_dir) -> Arrays:
+    """The zip is read into memory once (the real one is 62 MB), for the cache key and for
+    decoding, so a zip rewritten mid-load can neither mix two versions nor file one under the other's key."""
+    blob = _read_bytes(path)
+    return _cached(path, _content_key([blob]), lambda: _decode_zip(path, blob), cache_dir)
+
+
+def _decode_zip(path: Path, blob: bytes) -> Arrays:
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [(n, n) for n in archive.namelist() if not n.endswith("/")]
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            names = [(n, n) for n in archive.namelist()]
             items = ((split, label, (name, _zip_member(archive, name, path)))
                      for split, label, name in _labelled(names, str(path)))
             return _collect(items, str(path))
@@ -460,15 +536,18 @@ def _read_bytes(path: Path) -> bytes:
 
 # --- cache for decoded image folders -------------------------------------------------
 
-def _file_fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_size}-{stat.st_mtime_ns}"
+# Part of every cache key: bump it when the loader's checks change, so arrays cached under
+# older checks are decoded and checked again instead of served.
+_CACHE_RULES = b"cifar_utils cache v2\0"
 
 
-def _tree_fingerprint(root: Path) -> str:
-    digest = hashlib.sha1()
-    for _, _, path, found in _tree_files(root):
-        digest.update(f"{path.relative_to(root)}:{found.st_size}:{found.st_mtime_ns}\n".encode())
+def _content_key(parts: Iterable[bytes]) -> str:
+    """SHA-256 of a source's bytes, not its size and mtime: ``cp -p`` and ``rsync -t`` give new
+    content the old size and mtime, and no stat can tell. Hashing costs one read of the
+    source, already needed to decode it and small beside decoding 60,000 images."""
+    digest = hashlib.sha256(_CACHE_RULES)
+    for part in parts:
+        digest.update(part)
     return digest.hexdigest()
 
 
@@ -476,13 +555,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cifar_utils")
 
 
-def _cached(path: Path, fingerprint: str, decode, cache_dir) -> Arrays:
-    """Decode once; later loads read the npz. A changed source gets a new cache file,
-    a cache that fails to load is removed and rebuilt rather than trusted, and a cache
-    that cannot be written (read-only, disk full) only costs a warning, never the load."""
+def _cached(path: Path, content_key: str, decode, cache_dir) -> Arrays:
+    """Decode once; later loads read the npz. The entry is named by the full content digest,
+    so a changed source gets a new cache file, and no entry of the older 12-digit size-and-mtime
+    names can be taken for it. A cache that fails to load is removed and rebuilt rather than
+    trusted, and one that cannot be written (read-only, disk full) only costs a warning."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     source_key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    content_key = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
     cache = cache_dir / f"{source_key}-{content_key}.npz"
     if os.path.exists(cache):
         try:

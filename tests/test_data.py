@@ -1,12 +1,14 @@
 """Every loader format on small generated fixtures, every bad input, the cache, subsets."""
 
 import errno
+import hashlib
 import io
 import os
 import pickle
+import re
+import shutil
 import struct
 import tarfile
-import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -14,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REAL_SOURCE, make_arrays, png_bytes, python_batches, tree_entries, write_tar, write_tree, write_zip
+from PIL import Image
 
+import cifar_utils.data as data_module
 from cifar_utils import CLASS_NAMES, CifarDataError, load_cifar10
 from cifar_utils.data import read_source
 
@@ -70,22 +74,21 @@ def test_class_folder_tree_and_zip(tmp_path, arrays):
         assert_same(data, arrays)
 
 
-def test_zip_cache_is_used_and_invalidated(tmp_path, arrays):
-    path = write_zip(tmp_path / "c.zip", arrays)
-    load_cifar10(path)
-    caches = list((tmp_path / "cache").glob("*.npz"))
-    assert len(caches) == 1
-    # A source that no longer decodes proves the second load comes from the cache.
-    stamp = path.stat()
-    path.write_bytes(b"\0" * stamp.st_size)
-    import os
+def _no_decoding(blob, origin):
+    raise AssertionError(f"decoded {origin}: the cache was not used")
 
-    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
-    assert_same(load_cifar10(path), arrays)
-    # Changing the source (new content, new mtime) invalidates the cache.
+
+@pytest.mark.parametrize("fmt", ["zip", "tree"])
+def test_cache_is_used_and_invalidated(tmp_path, arrays, monkeypatch, fmt):
+    write = WRITERS[fmt]
+    path = write(tmp_path, arrays)
+    load_cifar10(path)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    with monkeypatch.context() as patched:
+        patched.setattr(data_module, "decode_image", _no_decoding)
+        assert_same(load_cifar10(path), arrays)  # nothing decoded: it came from the cache
     other = make_arrays(seed=1)
-    time.sleep(0.01)
-    write_zip(path, other)
+    write(tmp_path, other)
     assert_same(load_cifar10(path), other)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # the stale one is gone
 
@@ -551,3 +554,199 @@ def test_only_the_official_batch_names_are_read(tmp_path, arrays):
         (folder / name).write_bytes(blob)
     (folder / "data_batch_1.bak").write_bytes(b"not a pickle")  # an editor's or a user's leftover
     assert_same(load_cifar10(folder), arrays)
+
+
+# --- one dataset per source: a second copy is refused, never loaded beside the first ----
+
+def _zip_of(path, entries):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns on a repeated name; writing one is the point
+        with zipfile.ZipFile(path, "w") as archive:
+            for relpath, blob in entries:
+                archive.writestr(relpath, blob)
+    return path
+
+
+def _under(prefix, entries, splits=("train", "test")):
+    return [(f"{prefix}{relpath}", blob) for relpath, blob in entries if relpath.split("/")[0] in splits]
+
+
+@pytest.mark.parametrize("layout, roots", [
+    pytest.param(lambda e: [*e, *_under("cifar10/", e)], r"one at 'cifar10/' and one at the top level",
+                 id="top+nested"),
+    pytest.param(lambda e: [*_under("a/", e), *_under("b/", e)], r"one at 'a/' and one at 'b/'", id="a+b"),
+    pytest.param(lambda e: [*_under("a/", e, ["train"]), *_under("b/", e, ["test"])], r"one at 'a/' and one at 'b/'",
+                 id="train in a, test in b"),
+    pytest.param(lambda e: [*_under("x/", e), *_under("x/train/", e)], r"one at 'x/' and one at 'x/train/'",
+                 id="a tree inside a split"),
+])
+def test_zip_with_two_image_trees_is_refused(tmp_path, arrays, layout, roots):
+    path = _zip_of(tmp_path / "twice.zip", layout(list(tree_entries(arrays))))
+    with pytest.raises(CifarDataError, match=rf"twice\.zip: two copies of the dataset, {roots}"):
+        load_cifar10(path)
+
+
+def test_zip_with_a_repeated_member_is_refused(tmp_path, arrays):
+    entries = list(tree_entries(arrays))
+    path = _zip_of(tmp_path / "c.zip", [*entries, entries[4]])  # zipfile.read() would return the last one twice
+    repeated = r"train/automobile/00004\.png"
+    with pytest.raises(CifarDataError, match=rf"c\.zip:{repeated}: a second {repeated}$"):
+        load_cifar10(path)
+
+
+def test_tar_with_batches_under_two_folders_is_refused(tmp_path, arrays):
+    files = python_batches(arrays)
+    train = [(f"a/{n}", b) for n, b in files.items() if n != "test_batch"]
+    path = _tar_of(tmp_path / "c.tar.gz", [*train, ("b/test_batch", files["test_batch"])], folder="")
+    with pytest.raises(CifarDataError, match=r"c\.tar\.gz: two copies of the dataset, one at 'a/' and one at 'b/'"):
+        load_cifar10(path)
+
+
+@pytest.mark.parametrize("batches_at", ["cifar-10-batches-py", "."])
+def test_folder_with_both_batches_and_an_image_tree_is_refused(tmp_path, arrays, batches_at):
+    root = write_tree(tmp_path / "both", arrays)
+    (root / batches_at).mkdir(exist_ok=True)
+    for name, blob in python_batches(arrays).items():
+        (root / batches_at / name).write_bytes(blob)
+    with pytest.raises(CifarDataError, match=r"both: holds two copies of CIFAR-10 \(.* and train/\)"):
+        load_cifar10(root)
+
+
+# --- every split holds all ten classes, and nothing else ----------------------------------
+
+def _drop(arrays, split, classes):
+    """``arrays`` with no image of ``classes`` in ``split``."""
+    x_train, y_train, x_test, y_test = arrays
+    labels = [CLASS_NAMES.index(c) for c in classes]
+    if split == "train":
+        keep = ~np.isin(y_train, labels)
+        return x_train[keep], y_train[keep], x_test, y_test
+    keep = ~np.isin(y_test, labels)
+    return x_train, y_train, x_test[keep], y_test[keep]
+
+
+def _npz_of(path, arrays):
+    np.savez(path, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays, strict=True)))
+    return path
+
+
+WRITERS = {"zip": lambda tmp, a: write_zip(tmp / "c.zip", a), "tree": lambda tmp, a: write_tree(tmp / "tree", a),
+           "npz": lambda tmp, a: _npz_of(tmp / "c.npz", a), "tar": lambda tmp, a: write_tar(tmp / "c.tar.gz", a)}
+
+
+@pytest.mark.parametrize("missing", [["cat"], ["airplane", "truck"]])
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("fmt", WRITERS)
+def test_a_split_missing_a_class_is_refused(tmp_path, arrays, fmt, split, missing):
+    source = WRITERS[fmt](tmp_path, _drop(arrays, split, missing))
+    names = ", ".join(missing)
+    with pytest.raises(CifarDataError, match=rf"{re.escape(source.name)}: the {split} split has no images of {names};"):
+        load_cifar10(source)
+
+
+def _zip_with_folder(path, arrays, folder):
+    """A zip as archivers write it, with an entry for an (empty) folder."""
+    write_zip(path, arrays)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(zipfile.ZipInfo(f"{folder}/"), b"")
+    return path
+
+
+def _tree_with_folder(root, arrays, folder):
+    write_tree(root, arrays)
+    (root / folder).mkdir()
+    return root
+
+
+@pytest.mark.parametrize("folder, message", [
+    ("train/cat", r"the train split has no images of cat;"),
+    ("test/kitten", r"unknown class folder test/'kitten'"),
+])
+@pytest.mark.parametrize("fmt", ["zip", "tree"])
+def test_empty_class_folders_are_checked_too(tmp_path, arrays, fmt, folder, message):
+    arrays = _drop(arrays, "train", ["cat"]) if folder == "train/cat" else arrays
+    source = (_zip_with_folder(tmp_path / "c.zip", arrays, folder) if fmt == "zip"
+              else _tree_with_folder(tmp_path / "tree", arrays, folder))
+    with pytest.raises(CifarDataError, match=rf"{source.name}: {message}"):
+        load_cifar10(source)
+
+
+# --- the cache is keyed on content: size and mtime survive cp -p and rsync -t ------------
+
+def _bmp_entries(arrays):
+    """(relative path, BMP bytes): BMP is uncompressed, so every image file has the same size."""
+    x_train, y_train, x_test, y_test = arrays
+    for split, xs, ys in (("train", x_train, y_train), ("test", x_test, y_test)):
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            buffer = io.BytesIO()
+            Image.fromarray(x).save(buffer, format="BMP")
+            yield f"{split}/{CLASS_NAMES[y]}/{i:05d}.bmp", buffer.getvalue()
+
+
+def _copy_keeping_mtime(source, target):
+    """``cp -p source target``: target gets new bytes and keeps its own old mtime."""
+    stamp = target.stat()
+    os.utime(source, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    shutil.copy2(source, target)
+    assert target.stat().st_size == stamp.st_size and target.stat().st_mtime_ns == stamp.st_mtime_ns
+
+
+def test_zip_replaced_keeping_size_and_mtime_is_decoded_again(tmp_path, arrays):
+    path, new = _zip_of(tmp_path / "c.zip", _bmp_entries(arrays)), make_arrays(seed=1)
+    assert_same(load_cifar10(path), arrays)
+    _copy_keeping_mtime(_zip_of(tmp_path / "new.zip", _bmp_entries(new)), path)
+    assert_same(load_cifar10(path), new)
+
+
+def test_tree_files_rewritten_keeping_size_and_mtime_are_decoded_again(tmp_path, arrays):
+    root, new = tmp_path / "tree", make_arrays(seed=1)
+    for relpath, blob in _bmp_entries(arrays):
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (root / relpath).write_bytes(blob)
+    assert_same(load_cifar10(root), arrays)
+    for relpath, blob in _bmp_entries(new):  # as rsync -t leaves them
+        _copy_keeping_mtime(_write(tmp_path / "new.bmp", blob), root / relpath)
+    assert_same(load_cifar10(root), new)
+
+
+def test_cache_entry_named_by_size_and_mtime_is_never_read(tmp_path, arrays):
+    """Caches written before content keys were named by a hash of size and mtime; such an
+    entry must not be taken for this file's arrays, whatever it holds."""
+    path = write_zip(tmp_path / "c.zip", arrays)
+    stamp = path.stat()
+    source_key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    old_key = hashlib.sha1(f"{stamp.st_size}-{stamp.st_mtime_ns}".encode()).hexdigest()[:12]
+    (tmp_path / "cache").mkdir()
+    old = _npz_of(tmp_path / "cache" / f"{source_key}-{old_key}.npz", make_arrays(seed=1))
+    assert_same(load_cifar10(path), arrays)
+    assert not old.exists()  # replaced by the entry for this content
+
+
+def test_zip_rewritten_while_decoding_does_not_poison_the_cache(tmp_path, arrays, monkeypatch):
+    """The arrays cached are those of the bytes keyed, even when the file changes mid-load."""
+    path, new = _zip_of(tmp_path / "c.zip", _bmp_entries(arrays)), make_arrays(seed=1)
+    replacement = _zip_of(tmp_path / "new.zip", _bmp_entries(new))
+    decode, calls = data_module.decode_image, []
+
+    def rewriting(blob, origin):
+        if not calls:
+            _copy_keeping_mtime(replacement, path)  # in place, while the zip is being read
+        calls.append(origin)
+        return decode(blob, origin)
+
+    monkeypatch.setattr(data_module, "decode_image", rewriting)
+    assert_same(load_cifar10(path), arrays)
+    assert_same(load_cifar10(path), new)
+
+
+def test_npz_with_a_repeated_array_is_refused(tmp_path, arrays):
+    def npy(array):
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        return buffer.getvalue()
+
+    names = ("x_train", "y_train", "x_test", "y_test")
+    entries = [(f"{name}.npy", npy(array)) for name, array in zip(names, arrays, strict=True)]
+    path = _zip_of(tmp_path / "c.npz", [*entries, ("x_train.npy", npy(make_arrays(seed=1)[0]))])
+    with pytest.raises(CifarDataError, match=r"c\.npz: a second x_train$"):  # np.load would keep the last one
+        load_cifar10(path)
