@@ -29,6 +29,18 @@ class ReportFolderError(ValueError):
     """A report folder that holds files no report of this project wrote; the message names them."""
 
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def shown_path(path: str | os.PathLike | None) -> str:
+    """A folder as a reader should see it: relative to the repository when inside it (a
+    committed report must not name the machine's checkout), else as it is."""
+    if path is None:
+        return "?"
+    resolved = Path(path).resolve()
+    return resolved.relative_to(REPOSITORY).as_posix() if is_within(resolved, REPOSITORY) else str(path)
+
+
 def is_within(path: Path, folder: Path) -> bool:
     """``path`` is ``folder`` or inside it (both resolved by the caller)."""
     return path == folder or folder in path.parents

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .experiments import STUDY_RECIPE, get_experiment
-from .folders import is_within
+from .folders import is_within, shown_path
 from .training import HISTORY_FILE, PREDICTIONS_FILE, RECORD_FILE, RunError, RunRecord, write_atomic
 
 PROFILE_FILE = "profile.json"
@@ -84,13 +84,13 @@ class ReferenceRuns:
     def describe(self) -> str:
         """Where the reference numbers come from, in one sentence (and what was left out)."""
         if not self.records:
-            return f"The reference folder `{self.folder}` holds no runs yet.{self._left_out()}"
+            return f"The reference folder `{shown_path(self.folder)}` holds no runs yet.{self._left_out()}"
         first = self.records[0]
-        made = self.profile.get("started") or "date not recorded"
+        made = made_when(self.profile)
         gpu = self.profile.get("device") or first.device
         kerases = ", ".join(sorted({r.versions.get("keras", "?") for r in self.records}))
         backends = ", ".join(sorted({r.backend for r in self.records}))
-        return (f"Reference results from `{self.folder}`: {len(self.records)} runs on {first.data_source} "
+        return (f"Reference results from `{shown_path(self.folder)}`: {len(self.records)} runs on {first.data_source} "
                 f"(data id {first.params['data_fingerprint']}), Keras {kerases} on "
                 f"{backends}, {gpu}; made {made}.{self._left_out()}")
 
@@ -101,6 +101,15 @@ class ReferenceRuns:
         if self.duplicates:
             notes.append(f"{len(self.duplicates)} duplicate run folder(s) counted once: {', '.join(self.duplicates)}")
         return "".join(f" {note}." for note in notes)
+
+
+def made_when(profile: dict) -> str:
+    """'2026-12-01 22:20 UTC to 2026-12-02 01:15 UTC': when the pieces that trained it started."""
+    pieces = [p for p in profile.get("pieces") or [] if isinstance(p, dict) and p.get("started")]
+    dates = sorted(str(p["started"]) for p in pieces) or ([str(profile["started"])] if profile.get("started") else [])
+    if not dates:
+        return "date not recorded"
+    return dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
 
 
 def relative_run_dir(record_path: Path, folder: Path) -> str:

@@ -34,8 +34,8 @@ import pandas as pd
 
 from .chapter import results_marker
 from .course import SUMMARY, chapter_number
-from .folders import ReportFolderError, read_manifest, report_folder_problem, write_manifest
-from .reference import relative_run_dir
+from .folders import ReportFolderError, read_manifest, report_folder_problem, shown_path, write_manifest
+from .reference import made_when, relative_run_dir
 from .summary import SUMMARY_MARKER
 from .training import RECORD_FILE, RunError, RunRecord, evaluation_phrase
 
@@ -206,7 +206,7 @@ def _made_by(profile: dict) -> str:
 def _reference_banner(profile: dict, where: str) -> str:
     """What the reference is, as its own profile says: an empty one claims no numbers, a
     partial one says which chapters it does not hold yet."""
-    reference, runs = profile.get("reference"), profile.get("reference_runs")
+    reference, runs = shown_path(profile.get("reference")), profile.get("reference_runs")
     if runs == 0:
         return (f"The reference folder {reference} holds no runs: this report shows no results, only the chapters' "
                 f"text and example figures ({where}).")
@@ -225,8 +225,7 @@ def _cpu_reference(made: dict) -> str:
     """'the CPU profile: 30 of the study's 300 epochs on the full data, seeds [0], ...'."""
     pieces = [p for p in made.get("pieces") or [] if isinstance(p, dict)]
     commits = ", ".join(dict.fromkeys(str(p.get("commit")) for p in pieces if p.get("commit"))) or "not recorded"
-    dates = sorted(str(p.get("started")) for p in pieces if p.get("started"))
-    when = f"{dates[0]} to {dates[-1]}" if len(dates) > 1 else (dates[0] if dates else "date not recorded")
+    when = made_when(made)
     return (f"the CPU profile: {made.get('epochs')} of the study's 300 epochs on the full data "
             f"(chapter 6's recipes at their own), seeds {made.get('seeds')}; trained with "
             f"{', '.join(made.get('backends') or ['?'])} on {made.get('device')} (CPU {made.get('cpu')}), "
