@@ -21,6 +21,7 @@ from .costs import MEASURED_ON, cpu_seconds, duration
 from .course import chapter6_settings, run_settings, with_profile
 from .data import CifarData, load_cifar10
 from .experiments import CHAPTERS, Experiment, chapter_experiments, get_experiment
+from .folders import shown_path
 from .model_code import architecture, code_changes, model_code
 from .models import build_model
 from .noise import settings_problem
@@ -250,9 +251,13 @@ class Chapter:
         self.shown.update({Path(r.run_dir).name: r.digest() for r in found})
         if found:
             self.records[number] = found
+        elif self.from_reference:
+            show(f"*The reference `{shown_path(self.reference.folder)}` holds no run of experiment {number} yet "
+                 "(it is trained in pieces: the banner says which chapters are in); this cell trains nothing.*")
         else:
-            show(f"*Experiment {number} has no finished run with these settings in `{self.runs_dir}`: it is trained "
-                 f"in chapter {exp.chapter} (or `./run_all.sh --only {exp.chapter:02d}`); this cell trains nothing.*")
+            show(f"*Experiment {number} has no finished run with these settings in `{shown_path(self.runs_dir)}`: it "
+                 f"is trained in chapter {exp.chapter} (or `./run_all.sh --only {exp.chapter:02d}`); this cell trains "
+                 "nothing.*")
         return found
 
     def try_out(self, experiments: Sequence[int | Experiment], epochs: int | None = None, subset: int = 2000,
@@ -360,5 +365,5 @@ class Chapter:
                    "runs_in": str(self.reference.folder / "runs" if self.from_reference else self.runs_dir),
                    "experiments": json.loads(table.reset_index().to_json(orient="records"))}
         write_atomic(path, json.dumps(payload, indent=1))
-        show(f"Recorded {len(self.all_records())} runs of {len(self.records)} experiments in `{path}`.")
+        show(f"Recorded {len(self.all_records())} runs of {len(self.records)} experiments in `{shown_path(path)}`.")
         return path

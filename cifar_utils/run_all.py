@@ -105,7 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="keep starting notebooks after one fails (the exit status still says it failed)")
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
     parser.add_argument("--out", type=Path, help="output folder (default output/<profile>)")
-    parser.add_argument("--report", type=Path, default=ROOT / "report", help="report folder (default report/)")
+    parser.add_argument("--report", type=Path,
+                        help="report folder (default: report/, the committed one, for --reference "
+                             "results/reference; else <out>-report beside the output folder)")
     parser.add_argument("--no-report", action="store_true", help="skip building the report")
     parser.add_argument("--train-only", action="store_true",
                         help="only the training phase: no notebooks, no report (e.g. on a GPU machine)")
@@ -143,7 +145,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.subset is not None and args.subset < 20:
         parser.error(f"--subset {args.subset}: need at least 20 images (two per class)")
     args.out = (args.out or ROOT / "output" / args.profile).resolve()
-    args.report = args.report.resolve()
+    args.report = (args.report or default_report(args)).resolve()
     args.only = [c.strip().zfill(2) for item in args.only for c in item.split(",") if c.strip()]
     for flag, path in (("--out", args.out), ("--report", args.report)):
         problem = unusable_folder(path)
@@ -159,6 +161,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.speed = speed_from_arguments(parser, args).as_dict()
     args.run_token = uuid.uuid4().hex[:12]  # marks this invocation's executions as theirs
     return args
+
+
+SHIPPED_REFERENCE = ROOT / "results" / "reference"
+
+
+def default_report(args: argparse.Namespace) -> Path:
+    """``report/`` holds the committed report of the shipped reference, so only rendering
+    that reference writes there by default; any other invocation's report goes beside its
+    output folder and never replaces the committed one by accident."""
+    if args.reference and Path(args.reference).resolve() == SHIPPED_REFERENCE.resolve():
+        return ROOT / "report"
+    return args.out.with_name(f"{args.out.name}-report")
 
 
 def unusable_folder(path: Path) -> str | None:

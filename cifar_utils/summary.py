@@ -24,6 +24,7 @@ from .claims import TOO_SHORT, Effect, OnlyTogether, judge_all
 from .course import chapter6_settings, run_settings, with_profile
 from .data import CLASS_NAMES, load_cifar10
 from .experiments import EXPERIMENTS, STUDY_EXPERIMENTS, get_experiment
+from .folders import shown_path
 from .noise import settings_problem
 from .plots import (
     per_class_accuracy,
@@ -221,7 +222,7 @@ class Summary:
                   "runs": {Path(r.run_dir).name: r.digest() for r in self.registry},
                   "left_out": len(self.left_out), "data": self.source}
         write_atomic(results_dir / SUMMARY_MARKER, json.dumps(marker, indent=1))
-        show(f"Wrote `{results_dir / 'results.csv'}` ({len(self.table)} experiments, "
+        show(f"Wrote `{shown_path(results_dir / 'results.csv')}` ({len(self.table)} experiments, "
              f"{int((self.table['seeds'] > 0).sum())} with runs).")
         return results_dir / "results.csv"
 

@@ -35,3 +35,12 @@ def test_the_block_shows_the_study_next_to_ours_and_what_is_not_trained(tmp_path
 def test_a_readme_without_one_block_is_refused():
     with pytest.raises(SystemExit, match="needs exactly one"):
         readme_results.replace_block("no markers here", "block")
+
+
+def test_the_committed_report_is_built_from_the_committed_reference():
+    index = ROOT / "report" / "index.html"
+    assert index.exists(), "report/index.html: rebuild it with ./run_all.sh --reference results/reference"
+    banner = index.read_text(encoding="utf-8").split("\n", 1)[0]
+    held = len(load_reference(ROOT / "results" / "reference").records)
+    assert banner.startswith("<!-- Reference results from results/reference (") and f"({held} runs of " in banner, \
+        "report/index.html was built from another state of results/reference: rebuild it"

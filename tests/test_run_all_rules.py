@@ -231,3 +231,14 @@ def test_only_names_the_summary_for_what_it_is_and_unknown_chapters_by_number():
     with pytest.raises(SystemExit, match="no chapter notebook numbered 09 in"):
         driver.chapters(ROOT / "notebooks", ["09"])
     assert [p.stem[:2] for p in driver.chapters(ROOT / "notebooks", ["06", "01"])] == ["01", "06"]
+
+
+def test_only_the_shipped_reference_writes_the_committed_report_by_default(tmp_path):
+    shipped = driver.parse_args(["--reference", str(ROOT / "results" / "reference"), "--out", str(tmp_path / "r")])
+    assert shipped.report == (ROOT / "report").resolve()
+    quick = driver.parse_args(["--quick", "--out", str(tmp_path / "q")])
+    assert quick.report == (tmp_path / "q-report").resolve()
+    assert driver.parse_args(["--quick"]).report == (ROOT / "output" / "quick-report").resolve()
+    other = tmp_path / "other-reference"
+    other.mkdir()
+    assert driver.parse_args(["--reference", str(other), "--out", str(tmp_path / "o")]).report == tmp_path / "o-report"
