@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .experiments import STUDY_RECIPE, get_experiment
 from .folders import is_within, shown_path
-from .training import HISTORY_FILE, PREDICTIONS_FILE, RECORD_FILE, RunError, RunRecord, write_atomic
+from .training import HISTORY_FILE, PREDICTIONS_FILE, RECORD_FILE, RunError, RunRecord, record_paths, write_atomic
 
 PROFILE_FILE = "profile.json"
 RUNS = "runs"
@@ -142,7 +142,7 @@ def read_runs(folder: Path) -> tuple[list[RunRecord], list[str], list[str]]:
     Of a run held twice, the copy kept is the shallowest, then the one in its own folder
     (named by its identity), so a reference's runs stay where the chapters name them."""
     found, problems = [], []
-    for path in sorted((folder / RUNS).glob(f"**/{RECORD_FILE}")):
+    for path in record_paths(folder / RUNS):
         try:
             found.append(read_run(path, folder))
         except RunError as error:

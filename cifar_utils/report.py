@@ -37,7 +37,7 @@ from .course import SUMMARY, chapter_number
 from .folders import ReportFolderError, read_manifest, report_folder_problem, shown_path, write_manifest
 from .reference import made_when, relative_run_dir
 from .summary import SUMMARY_MARKER
-from .training import RECORD_FILE, RunError, RunRecord, evaluation_phrase
+from .training import RECORD_FILE, RunError, RunRecord, evaluation_phrase, record_paths
 
 TEMPLATES = Path(__file__).with_name("templates")
 # Parameters that change how a chapter runs or prints, never its numbers.
@@ -138,7 +138,7 @@ def _current_record(folder: Path | None, name: str) -> tuple[Path | None, RunRec
         return None, None
     path = folder / name / RECORD_FILE
     if not path.exists():
-        nested = sorted(folder.glob(f"**/{name}/{RECORD_FILE}"), key=lambda p: (len(p.parts), p))
+        nested = sorted((p for p in record_paths(folder) if p.parent.name == name), key=lambda p: (len(p.parts), p))
         path = nested[0] if nested else path
     try:
         return path, RunRecord.from_file(path)

@@ -810,10 +810,27 @@ class ProgressLogger(keras.callbacks.Callback):
               f"test acc {record.test_acc:.2f} % ({best})", flush=True)
 
 
+def record_paths(folder: str | os.PathLike, name: str = RECORD_FILE) -> list[Path]:
+    """Every ``name`` file under ``folder``, symlinked folders followed (``Path.glob`` skips
+    them before Python 3.13, so a run folder linked in from elsewhere was silently left
+    out), each real folder visited once so a link cycle ends."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        if name in files:
+            found.append(Path(root) / name)
+    return sorted(found)
+
+
 def scan_records(out_dir: str | os.PathLike = DEFAULT_OUT_DIR) -> tuple[list[RunRecord], list[str]]:
     """Every finished run under ``out_dir``, and one message per damaged record left out."""
     records, problems = [], []
-    for path in sorted(Path(out_dir).glob(f"**/{RECORD_FILE}")):
+    for path in record_paths(out_dir):
         try:
             records.append(RunRecord.from_file(path))
         except RunError as error:

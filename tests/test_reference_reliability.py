@@ -398,3 +398,21 @@ def test_the_banner_names_the_runs_backend_when_this_invocation_uses_another(tmp
     same = merged_notebook([], {**profile, "run_backends": ["jax"]}).cells[0].source
     assert "Keras backend jax, on CPU" in same
     assert run_backends(tmp_path / "nowhere") == []
+
+
+# --- symlinked run folders ----------------------------------------------------------------
+
+def test_a_symlinked_run_folder_is_read_and_a_link_cycle_ends(tmp_path, data):
+    # On fe5285c Path.glob("**") skipped symlinked folders: a linked run was silently left out.
+    from cifar_utils.training import scan_records
+
+    elsewhere = tmp_path / "elsewhere" / "runs"
+    fake_run(elsewhere, 2, data, epochs=1)
+    reference = tmp_path / "reference"
+    fake_run(reference / "runs", 1, data, epochs=1)
+    (run,) = list(elsewhere.iterdir())
+    (reference / "runs" / run.name).symlink_to(run, target_is_directory=True)
+    (reference / "runs" / "loop").symlink_to(reference / "runs", target_is_directory=True)
+    loaded = load_reference(reference)
+    assert sorted(r.experiment for r in loaded.records) == [1, 2]
+    assert sorted(r.experiment for r in scan_records(reference / "runs")[0]) == [1, 2]
