@@ -24,6 +24,7 @@ from .experiments import CHAPTERS, Experiment, chapter_experiments, get_experime
 from .model_code import architecture, code_changes, model_code
 from .models import build_model
 from .noise import settings_problem
+from .parameters import check_parameters, check_seeds
 from .plots import plot_history, plot_study_comparison, save_figure
 from .recipe_code import recipe_code
 from .recipes import steps_per_epoch
@@ -83,16 +84,21 @@ class Chapter:
                  log_every: int | None = None, eval_every: int = 1, speed: dict | Speed | None = None,
                  train: bool = True, reference_dir: str | os.PathLike | None = None, run_token: str | None = None,
                  exercises: bool = True, profile: str | None = None):
-        self.number = number
-        self.title = CHAPTERS[number]
+        given = check_parameters({
+            "experiments": experiments, "epochs": epochs, "batch_size": batch_size, "seeds": seeds,
+            "data_source": data_source, "subset": subset, "out_dir": out_dir, "log_every": log_every,
+            "eval_every": eval_every, "speed": speed, "train": train, "reference_dir": reference_dir,
+            "run_token": run_token, "exercises": exercises, "profile": profile})
+        if number not in CHAPTERS:
+            raise ValueError(f"chapter {number!r}: no such chapter; chapters: {', '.join(map(str, CHAPTERS))}")
+        self.number, self.title = number, CHAPTERS[number]
         own = [e.number for e in chapter_experiments(number)]
-        self.experiments = own if experiments is None else [get_experiment(n).number for n in experiments]
-        sizes = with_profile(profile, epochs=epochs, batch_size=batch_size, subset=subset, data_source=data_source)
-        epochs, batch_size, subset, data_source = (sizes[k] for k in ("epochs", "batch_size", "subset", "data_source"))
+        self.experiments = own if given["experiments"] is None else given["experiments"]
+        sizes = with_profile(profile, **{k: given[k] for k in ("epochs", "batch_size", "subset", "data_source")})
         self.profile, self.every_recipe = profile, sizes["every_recipe"]
-        self.epochs, self.batch_size, self.seeds = epochs, batch_size, list(dict.fromkeys(seeds))
-        self.data_source, self.subset, self.log_every = data_source, subset, log_every
-        self.eval_every, self.speed, self.train = eval_every, Speed.coerce(speed), train
+        self.epochs, self.batch_size, self.seeds = sizes["epochs"], sizes["batch_size"], given["seeds"]
+        self.data_source, self.subset, self.log_every = sizes["data_source"], sizes["subset"], given["log_every"]
+        self.eval_every, self.speed, self.train = given["eval_every"], given["speed"], given["train"]
         self.run_token, self.exercises = run_token, exercises
         self.out_dir = Path(out_dir)
         self.runs_dir, self.figures_dir = self.out_dir / "runs", self.out_dir / "figures"
@@ -179,7 +185,7 @@ class Chapter:
         else the finished ones, or the reference's. ``keep_batch_size``: a sweep point
         whose batch size is what it varies ignores the chapter's batch size."""
         exp = get_experiment(experiment)
-        seeds = list(dict.fromkeys(self.seeds if seeds is None else seeds))
+        seeds = self.seeds if seeds is None else check_seeds("seeds", seeds)
         epochs, batch_size = run_settings(exp, self.epochs, self.batch_size, keep_batch_size, self.every_recipe)
         if self.from_reference:
             found = [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
@@ -239,7 +245,7 @@ class Chapter:
         if self.records.get(number):
             return self.records[number]
         exp = get_experiment(number)
-        seeds = list(dict.fromkeys(self.seeds if seeds is None else seeds))
+        seeds = self.seeds if seeds is None else check_seeds("seeds", seeds)
         if self.from_reference:
             found = [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
         else:

@@ -45,6 +45,7 @@ from .data import load_cifar10, stratified_share
 from .experiments import Experiment, Recipe, get_experiment
 from .final_model import batch_norm_layers, reestimate_batch_norm, restore_batch_norm, train_eval_indices
 from .models import build_model, compile_model, prepare_model
+from .parameters import check_seed, check_seeds
 from .recipes import evaluate_views, predict_views, scores, steps_per_epoch
 from .speed import Speed
 
@@ -409,6 +410,7 @@ def plan_run(experiment: int | str | Experiment, data, seed: int = 0, out_dir: s
     """The model inputs, every parameter that changes the result, and the run's folder."""
     exp = get_experiment(experiment)
     recipe = effective_recipe(exp, epochs, batch_size)
+    seed = check_seed("seed", seed)  # before the run's folder exists: keras.utils.set_random_seed would fail in it
     if not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
     (x_train, y_train), (x_test, y_test) = data
@@ -461,6 +463,7 @@ def run_experiment(experiment: int | str | Experiment, epochs: int | None = None
     exp = get_experiment(experiment)
     speed = Speed.coerce(speed)
     effective_recipe(exp, epochs, batch_size)  # refuse bad values before loading anything
+    seeds = None if seeds is None else check_seeds("seeds", seeds)
     if data is None:
         data = load_cifar10(normalize=exp.normalize)
     if seeds is not None:
