@@ -33,10 +33,12 @@ from .results import display_table, results_table
 from .speed import Speed
 from .training import (
     RunRecord,
+    class_sizes,
     effective_recipe,
     evaluation_phrase,
     find_finished,
     run_experiment,
+    splits_problem,
     validation_split,
     write_atomic,
 )
@@ -126,7 +128,8 @@ class Chapter:
         if self.from_reference:
             show(self.reference.describe() + " Nothing is trained in this chapter: it reads those runs.")
             return
-        (x_train, _), (x_test, _) = self.data
+        (x_train, y_train), (x_test, _) = self.data
+        self._check_splits(y_train)
         epochs = self.epochs or "the study's 300"
         batch = self.batch_size or "the study's 512"
         show(f"Data: {self.data.source}: {len(x_train):,} training and {len(x_test):,} test images. "
@@ -142,6 +145,18 @@ class Chapter:
                  "(about 30 minutes on a CPU) or the reference results (`reference_dir`).")
         if self.reference is not None:
             show(self.reference.describe() + " Its numbers are shown next to this run's.")
+
+    def _check_splits(self, labels) -> None:
+        """Refuse, before anything trains, a validation split these training images cannot
+        make (chapter 6's sweeps hold out ``beyond.SWEEP_VALIDATION``)."""
+        from .beyond import SWEEP_BASE, SWEEP_VALIDATION
+
+        experiments = [get_experiment(n) for n in self.experiments]
+        if self.number == 6:
+            experiments.append(get_experiment(SWEEP_BASE).vary("the sweeps", validation=SWEEP_VALIDATION))
+        problem = splits_problem(experiments, class_sizes(labels))
+        if problem:
+            raise ValueError(f"{problem} (the `subset` parameter)")
 
     # --- the model code ----------------------------------------------------------------
 

@@ -112,7 +112,9 @@ class Recipe:
     the final model. ``tta``: test-time augmentation of the final evaluation.
     ``validation``: the fraction of training images held out (stratified, fixed seed) to
     choose on, 0.1 being CIFAR-10's usual 45,000 / 5,000; 0 is the study's way, the test set
-    as validation data.
+    as validation data. Both sides of the split must keep at least one image of every
+    class: ``training.validation_split`` refuses data too small for the fraction, naming
+    the smallest subset that works.
     """
 
     optimizer: str = "adam"

@@ -172,7 +172,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(problem)
     args.speed = speed_from_arguments(parser, args).as_dict()
     args.run_token = uuid.uuid4().hex[:12]  # marks this invocation's executions as theirs
+    problem = subset_problem(args)
+    if problem:
+        parser.error(problem)
     return args
+
+
+def subset_problem(args: argparse.Namespace) -> str | None:
+    """A --subset too small for a validation split that a chosen chapter's runs hold out."""
+    if args.subset is None or args.reference:
+        return None
+    from .training import splits_problem, subset_class_sizes
+
+    experiments = [run.experiment for notebook in chapters(args.notebooks, args.only)
+                   for run in needed_runs(notebook.stem, notebook_parameters(args, notebook))]
+    problem = splits_problem(experiments, subset_class_sizes(args.subset))
+    return f"--subset {args.subset}: {problem} (or leave those chapters out with --only)" if problem else None
 
 
 def unusable_folder(path: Path) -> str | None:

@@ -6,13 +6,22 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_utils import load_cifar10, run_experiment
+from cifar_utils import get_experiment, load_cifar10, run_experiment
 from cifar_utils import run_all as driver
 from cifar_utils.chapter import Chapter
 from cifar_utils.course import chapter6_settings
+from cifar_utils.data import stratified_share
 from cifar_utils.models import build_model
 from cifar_utils.parameters import MAX_SEED, ParameterError, check_parameters
 from cifar_utils.summary import Summary
+from cifar_utils.training import (
+    class_sizes,
+    plan_run,
+    smallest_split_class,
+    split_sizes,
+    subset_class_sizes,
+    validation_split,
+)
 
 # --- notebook parameters ------------------------------------------------------------------
 
@@ -115,3 +124,62 @@ def test_a_bad_seed_given_to_a_run_leaves_no_folder(tmp_path):
     with pytest.raises(ParameterError, match="parameter seeds="):
         run_experiment(2, epochs=1, seeds=[0, 0], data=data, out_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- validation splits --------------------------------------------------------------------
+
+@pytest.mark.parametrize("subset", [30, 50, 59])
+def test_run_all_refuses_a_subset_too_small_for_the_validation_split(subset, capsys):
+    # Before issue 17 experiments 20, 21 and the sweeps held out 0 images and failed deep in
+    # Keras with UnboundLocalError.
+    with pytest.raises(SystemExit):
+        driver.parse_args(["--quick", "--subset", str(subset)])
+    error = capsys.readouterr().err
+    assert f"--subset {subset}: experiment 20. VGG-like, modern recipe" in error
+    assert "a subset of at least 60" in error
+    assert driver.parse_args(["--quick", "--subset", "60"]).subset == 60
+    assert driver.parse_args(["--quick", "--subset", "30", "--only", "01"]).subset == 30  # no split there
+
+
+@pytest.mark.parametrize("experiment, subset, smallest", [
+    (get_experiment(20), 50, 60), (get_experiment(21), 40, 60),
+    (get_experiment(9).vary(validation=0.99), 500, 510),  # before: no training images, recorded "diverged"
+    (get_experiment(9).vary(validation=0.5), 20, None),
+])
+def test_a_run_refuses_a_split_its_data_cannot_make_and_names_the_smallest_subset(experiment, subset, smallest,
+                                                                                  tmp_path):
+    data = load_cifar10("sample", subset=subset)
+    if smallest is None:
+        plan = plan_run(experiment, data, out_dir=tmp_path)
+        assert plan.params["train_size"] == plan.params["validation_size"] == 10
+        return
+    with pytest.raises(ValueError, match=f"a subset of at least {smallest}") as caught:
+        run_experiment(experiment, epochs=1, data=data, out_dir=tmp_path)
+    assert experiment.label in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+    assert plan_run(experiment, load_cifar10("sample", subset=smallest), out_dir=tmp_path).params["train_size"] >= 10
+
+
+def test_chapter_6_refuses_a_subset_too_small_for_its_splits_before_anything_trains(tmp_path):
+    chapter = Chapter(6, data_source="sample", subset=30, epochs=1, out_dir=tmp_path / "out", experiments=[18, 19])
+    with pytest.raises(ValueError, match="the sweeps.*a subset of at least 60"):
+        chapter.setup()
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 1 / 3, 0.5, 0.9, 0.99, 0.01])
+def test_the_split_rule_is_the_one_the_data_is_split_by(fraction):
+    smallest = smallest_split_class(fraction)
+    assert min(split_sizes(smallest, fraction)) >= 1 and min(split_sizes(smallest - 1, fraction)) < 1
+    for per_class in (smallest - 1, smallest, smallest + 7):
+        labels = np.repeat(np.arange(10), per_class)
+        held = len(stratified_share(labels, fraction, 0))
+        assert held == 10 * split_sizes(per_class, fraction)[1]
+    validation_split(np.repeat(np.arange(10), smallest), fraction)
+    with pytest.raises(ValueError, match=f"a subset of at least {10 * smallest}"):
+        validation_split(np.repeat(np.arange(10), smallest - 1), fraction)
+
+
+@pytest.mark.parametrize("subset", [20, 55, 137])
+def test_subset_class_sizes_are_those_of_the_loaded_subset(subset):
+    assert sorted(subset_class_sizes(subset)) == sorted(class_sizes(load_cifar10("sample", subset=subset)[0][1]))
