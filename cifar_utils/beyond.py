@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import noise
-from .experiments import Experiment, get_experiment
+from .experiments import Experiment, distinct_variants, exact, get_experiment
 from .results import by_experiment, metric_values, side
 
 FACTORS = ("dropout", "batch_norm", "he_init")
@@ -33,16 +33,16 @@ SWEEP_VALIDATION = 0.1  # sweeps choose on 5,000 held-out training images, never
 def grid_experiments(learning_rates: Sequence[float], batch_sizes: Sequence[int], epochs: int) -> list[Experiment]:
     """Experiment 9 at each learning rate x batch size, chosen on a validation split."""
     base = get_experiment(SWEEP_BASE)
-    return [base.vary(f"lr={lr:g}, batch={bs}", learning_rate=float(lr), batch_size=int(bs), epochs=epochs,
-                      validation=SWEEP_VALIDATION)
-            for lr in learning_rates for bs in batch_sizes]
+    return distinct_variants(
+        base.vary(f"lr={exact(float(lr))}, batch={bs}", learning_rate=float(lr), batch_size=bs, epochs=epochs,
+                  validation=SWEEP_VALIDATION) for lr in learning_rates for bs in batch_sizes)
 
 
 def dropout_experiments(rates: Sequence[float], epochs: int) -> list[Experiment]:
     """Experiment 9 at each dropout rate (after every pool and the dense layer)."""
     base = get_experiment(SWEEP_BASE)
-    return [base.vary(f"dropout={rate:g}", dropout=float(rate), epochs=epochs, validation=SWEEP_VALIDATION)
-            for rate in rates]
+    return distinct_variants(base.vary(f"dropout={exact(float(rate))}", dropout=float(rate), epochs=epochs,
+                                       validation=SWEEP_VALIDATION) for rate in rates)
 
 
 def chapter6_runs(seeds: Sequence[int], factorial_seeds: Sequence[int], modern_seeds: Sequence[int],

@@ -20,7 +20,7 @@ from .claims import CONTRADICTED, SUPPORTED, TOO_SHORT, Difference, Judgement, e
 from .costs import MEASURED_ON, cpu_seconds, duration
 from .course import chapter6_settings, run_settings, with_profile
 from .data import CifarData, load_cifar10
-from .experiments import CHAPTERS, Experiment, chapter_experiments, get_experiment
+from .experiments import CHAPTERS, Experiment, chapter_experiments, distinct_variants, get_experiment
 from .model_code import architecture, code_changes, model_code
 from .models import build_model
 from .noise import settings_problem
@@ -281,6 +281,7 @@ class Chapter:
         images, into ``exercises/`` (never mixed with the chapter's runs), then its curves on
         one axis and its numbers. ``batch_size`` None: each recipe's own."""
         epochs = epochs or min(3, self.epochs or 3)
+        experiments = distinct_variants(get_experiment(e) for e in experiments)
         from .plots import plot_run_groups
 
         if self.from_reference or not self.exercises:
@@ -291,7 +292,7 @@ class Chapter:
         data = load_cifar10(self.data_source, subset=min(subset, len(self.data[0][0])))
         records = [run_experiment(exp, epochs=epochs, batch_size=batch_size, data=data, out_dir=self.out_dir /
                                   "exercises", log_every=epochs) for exp in experiments]
-        labels = [get_experiment(e).label for e in experiments]
+        labels = [exp.label for exp in experiments]
         show(pd.DataFrame({"test acc (%)": [f"{r.test_acc:.2f}" for r in records],
                            "train acc (%)": [f"{r.train_acc:.2f}" for r in records]}, index=labels))
         fig = plot_run_groups({label: [record] for label, record in zip(labels, records, strict=True)},

@@ -8,9 +8,11 @@ import pytest
 
 from cifar_utils import get_experiment, load_cifar10, run_experiment
 from cifar_utils import run_all as driver
+from cifar_utils.beyond import dropout_experiments, grid_experiments
 from cifar_utils.chapter import Chapter
 from cifar_utils.course import chapter6_settings
 from cifar_utils.data import stratified_share
+from cifar_utils.experiments import distinct_variants
 from cifar_utils.models import build_model
 from cifar_utils.parameters import MAX_SEED, ParameterError, check_parameters
 from cifar_utils.summary import Summary
@@ -183,3 +185,60 @@ def test_the_split_rule_is_the_one_the_data_is_split_by(fraction):
 @pytest.mark.parametrize("subset", [20, 55, 137])
 def test_subset_class_sizes_are_those_of_the_loaded_subset(subset):
     assert sorted(subset_class_sizes(subset)) == sorted(class_sizes(load_cifar10("sample", subset=subset)[0][1]))
+
+
+# --- variants -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, field", [
+    ({"dropout": "0.5"}, "ArchSpec.dropout must be a finite number"),
+    ({"batch_size": 2.5}, "Recipe.batch_size must be a whole number"),
+    ({"epochs": True}, "Recipe.epochs must be a whole number"),
+    ({"validation": "0.1"}, "Recipe.validation must be a finite number"),
+    ({"learning_rate": float("nan")}, "Recipe.learning_rate must be a finite number"),
+    ({"nesterov": 1}, "Recipe.nesterov must be True or False"),
+    ({"dense_units": 0}, "ArchSpec.dense_units must be at least 1"),
+    ({"blocks": ((1, "32"),)}, "ArchSpec block"),
+    ({"weight_decay": -1e-4}, "weight_decay >= 0"),
+])
+def test_vary_refuses_a_field_of_the_wrong_type_by_name(changes, field):
+    # Before issue 17 dropout="0.5" raised a raw TypeError and batch_size=2.5 trained at batch 2.
+    with pytest.raises(ValueError, match="experiment 9: cannot vary") as caught:
+        get_experiment(9).vary(**changes)
+    assert field in str(caught.value)
+    with pytest.raises(ValueError, match="label must be a string"):
+        get_experiment(9).vary(0.5)
+
+
+def test_numpy_values_become_python_values_in_a_recipe():
+    exp = get_experiment(9).vary(batch_size=np.int64(128), learning_rate=np.float32(0.5))
+    assert type(exp.recipe.batch_size) is int and type(exp.recipe.learning_rate) is float
+
+
+def test_distinct_values_get_distinct_exact_labels_and_keys():
+    # Before issue 17 learning_rate=1e+06 was named "1e-06" in folders and keys, and :g
+    # wrote 0.1 + 0.2 as 0.3.
+    base = get_experiment(9)
+    pairs = [(base.vary(learning_rate=1e6), base.vary(learning_rate=1e-6)),
+             (base.vary(learning_rate=0.1 + 0.2), base.vary(learning_rate=0.3)),
+             (base.vary(learning_rate=1e-3), base.vary(learning_rate=1.0000001e-3))]
+    for one, other in pairs:
+        assert one.variant != other.variant and one.key != other.key
+    assert base.vary(learning_rate=1e6).key == "exp09-learning-rate1e+06"
+    grid = grid_experiments([1e6, 1e-6, 0.1 + 0.2, 0.3], [128], 2)
+    assert len({e.key for e in grid}) == len({e.variant for e in grid}) == 4
+    # the labels the reference results were made with stay as they were
+    assert grid_experiments([1e-3], [128], 2)[0].variant == "lr=0.001, batch=128"
+    assert [e.variant for e in dropout_experiments([0.0, 0.5], 2)] == ["dropout=0", "dropout=0.5"]
+
+
+def test_two_variants_with_one_name_and_different_settings_are_refused(tmp_path):
+    base = get_experiment(9)
+    mine, other = base.vary("mine", dropout=0.1), base.vary("mine", dropout=0.2)
+    with pytest.raises(ValueError, match="different settings but one name"):
+        distinct_variants([mine, other])
+    with pytest.raises(ValueError, match="different settings but one name"):
+        distinct_variants([base.vary("lr 0.1", learning_rate=0.1), base.vary("lr-0.1", learning_rate=0.2)])
+    assert distinct_variants([mine, base.vary("mine", dropout=0.1)]) == [mine, mine]
+    chapter = Chapter(3, data_source="sample", subset=200, epochs=1, out_dir=tmp_path, exercises=False)
+    with pytest.raises(ValueError, match="give each its own label"):
+        chapter.try_out([mine, other])
