@@ -10,11 +10,11 @@ from cifar_utils import get_experiment, load_cifar10, run_experiment
 from cifar_utils import run_all as driver
 from cifar_utils.beyond import dropout_experiments, grid_experiments
 from cifar_utils.chapter import Chapter
-from cifar_utils.course import chapter6_settings
+from cifar_utils.course import CHAPTER6_DEFAULTS, CHAPTER_PARAMETERS, chapter6_settings
 from cifar_utils.data import stratified_share
 from cifar_utils.experiments import distinct_variants
 from cifar_utils.models import build_model
-from cifar_utils.parameters import MAX_SEED, ParameterError, check_parameters
+from cifar_utils.parameters import CHECKS, MAX_SEED, ParameterError, check_parameters
 from cifar_utils.summary import Summary
 from cifar_utils.training import (
     class_sizes,
@@ -86,6 +86,10 @@ def test_chapter_6_refuses_its_own_bad_parameters_by_name(given, problem):
     with pytest.raises(ParameterError, match=f"parameter {next(iter(given))}=") as caught:
         chapter6_settings(None, given)
     assert problem in str(caught.value)
+
+
+def test_every_notebook_parameter_has_a_check():
+    assert set(CHECKS) == set(CHAPTER_PARAMETERS) | set(CHAPTER6_DEFAULTS)
 
 
 def test_yaml_values_pass_and_come_back_as_python_values():
