@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import noise
-from .experiments import Experiment, get_experiment
+from .experiments import Experiment, distinct_variants, exact, get_experiment
 from .results import by_experiment, metric_values, side
 
 FACTORS = ("dropout", "batch_norm", "he_init")
@@ -56,7 +56,7 @@ def factorial_experiment(number: int, train_images: int | None = None) -> Experi
 
 def grid_label(learning_rate: float, batch_size: int, train_images: int | None = None) -> str:
     """'lr=0.001, batch=512' (and the small setting's label): a grid point's variant."""
-    return _with_setting(f"lr={learning_rate:g}, batch={batch_size}", train_images)
+    return _with_setting(f"lr={exact(float(learning_rate))}, batch={batch_size}", train_images)
 
 
 def grid_experiments(learning_rates: Sequence[float], batch_sizes: Sequence[int], epochs: int,
@@ -64,18 +64,18 @@ def grid_experiments(learning_rates: Sequence[float], batch_sizes: Sequence[int]
     """Experiment 9 at each learning rate x batch size, chosen on a validation split."""
     base = get_experiment(SWEEP_BASE)
     small = {"train_images": int(train_images)} if train_images else {}
-    return [base.vary(grid_label(lr, bs, train_images), learning_rate=float(lr), batch_size=int(bs), epochs=epochs,
-                      validation=SWEEP_VALIDATION, **small)
-            for lr in learning_rates for bs in batch_sizes]
+    return distinct_variants(
+        base.vary(grid_label(lr, bs, train_images), learning_rate=float(lr), batch_size=bs, epochs=epochs,
+                  validation=SWEEP_VALIDATION, **small) for lr in learning_rates for bs in batch_sizes)
 
 
 def dropout_experiments(rates: Sequence[float], epochs: int, train_images: int | None = None) -> list[Experiment]:
     """Experiment 9 at each dropout rate (after every pool and the dense layer)."""
     base = get_experiment(SWEEP_BASE)
     small = {"train_images": int(train_images)} if train_images else {}
-    return [base.vary(_with_setting(f"dropout={rate:g}", train_images), dropout=float(rate), epochs=epochs,
-                      validation=SWEEP_VALIDATION, **small)
-            for rate in rates]
+    return distinct_variants(base.vary(_with_setting(f"dropout={exact(float(rate))}", train_images),
+                                       dropout=float(rate), epochs=epochs, validation=SWEEP_VALIDATION, **small)
+                             for rate in rates)
 
 
 def chapter6_runs(seeds: Sequence[int], factorial_seeds: Sequence[int], modern_seeds: Sequence[int],

@@ -20,11 +20,12 @@ from .claims import CONTRADICTED, SUPPORTED, TOO_SHORT, Difference, Judgement, e
 from .costs import MEASURED_ON, cpu_seconds, duration
 from .course import chapter6_settings, run_settings, with_profile
 from .data import CifarData, load_cifar10
-from .experiments import CHAPTERS, Experiment, chapter_experiments, get_experiment
+from .experiments import CHAPTERS, Experiment, chapter_experiments, distinct_variants, get_experiment
 from .folders import shown_path
 from .model_code import architecture, code_changes, model_code
 from .models import build_model
 from .noise import settings_problem
+from .parameters import check_parameters, check_seeds
 from .plots import plot_history, plot_study_comparison, save_figure
 from .recipe_code import recipe_code
 from .recipes import steps_per_epoch
@@ -33,10 +34,12 @@ from .results import display_table, results_table
 from .speed import Speed
 from .training import (
     RunRecord,
+    class_sizes,
     effective_recipe,
     evaluation_phrase,
     find_finished,
     run_experiment,
+    splits_problem,
     validation_split,
     write_atomic,
 )
@@ -84,16 +87,21 @@ class Chapter:
                  log_every: int | None = None, eval_every: int = 1, speed: dict | Speed | None = None,
                  train: bool = True, reference_dir: str | os.PathLike | None = None, run_token: str | None = None,
                  exercises: bool = True, profile: str | None = None):
-        self.number = number
-        self.title = CHAPTERS[number]
+        given = check_parameters({
+            "experiments": experiments, "epochs": epochs, "batch_size": batch_size, "seeds": seeds,
+            "data_source": data_source, "subset": subset, "out_dir": out_dir, "log_every": log_every,
+            "eval_every": eval_every, "speed": speed, "train": train, "reference_dir": reference_dir,
+            "run_token": run_token, "exercises": exercises, "profile": profile})
+        if number not in CHAPTERS:
+            raise ValueError(f"chapter {number!r}: no such chapter; chapters: {', '.join(map(str, CHAPTERS))}")
+        self.number, self.title = number, CHAPTERS[number]
         own = [e.number for e in chapter_experiments(number)]
-        self.experiments = own if experiments is None else [get_experiment(n).number for n in experiments]
-        sizes = with_profile(profile, epochs=epochs, batch_size=batch_size, subset=subset, data_source=data_source)
-        epochs, batch_size, subset, data_source = (sizes[k] for k in ("epochs", "batch_size", "subset", "data_source"))
+        self.experiments = own if given["experiments"] is None else given["experiments"]
+        sizes = with_profile(profile, **{k: given[k] for k in ("epochs", "batch_size", "subset", "data_source")})
         self.profile, self.every_recipe = profile, sizes["every_recipe"]
-        self.epochs, self.batch_size, self.seeds = epochs, batch_size, list(dict.fromkeys(seeds))
-        self.data_source, self.subset, self.log_every = data_source, subset, log_every
-        self.eval_every, self.speed, self.train = eval_every, Speed.coerce(speed), train
+        self.epochs, self.batch_size, self.seeds = sizes["epochs"], sizes["batch_size"], given["seeds"]
+        self.data_source, self.subset, self.log_every = sizes["data_source"], sizes["subset"], given["log_every"]
+        self.eval_every, self.speed, self.train = given["eval_every"], given["speed"], given["train"]
         self.run_token, self.exercises = run_token, exercises
         self.out_dir = Path(out_dir)
         self.runs_dir, self.figures_dir = self.out_dir / "runs", self.out_dir / "figures"
@@ -121,7 +129,8 @@ class Chapter:
         if self.from_reference:
             show(self.reference.describe() + " Nothing is trained in this chapter: it reads those runs.")
             return
-        (x_train, _), (x_test, _) = self.data
+        (x_train, y_train), (x_test, _) = self.data
+        self._check_splits(y_train)
         epochs = self.epochs or "the study's 300"
         batch = self.batch_size or "the study's 512"
         show(f"Data: {self.data.source}: {len(x_train):,} training and {len(x_test):,} test images. "
@@ -137,6 +146,18 @@ class Chapter:
                  "(about 30 minutes on a CPU) or the reference results (`reference_dir`).")
         if self.reference is not None:
             show(self.reference.describe() + " Its numbers are shown next to this run's.")
+
+    def _check_splits(self, labels) -> None:
+        """Refuse, before anything trains, a validation split these training images cannot
+        make (chapter 6's sweeps hold out ``beyond.SWEEP_VALIDATION``)."""
+        from .beyond import SWEEP_BASE, SWEEP_VALIDATION
+
+        experiments = [get_experiment(n) for n in self.experiments]
+        if self.number == 6:
+            experiments.append(get_experiment(SWEEP_BASE).vary("the sweeps", validation=SWEEP_VALIDATION))
+        problem = splits_problem(experiments, class_sizes(labels))
+        if problem:
+            raise ValueError(f"{problem} (the `subset` parameter)")
 
     # --- the model code ----------------------------------------------------------------
 
@@ -180,7 +201,7 @@ class Chapter:
         else the finished ones, or the reference's. ``keep_batch_size``: a sweep point
         whose batch size is what it varies ignores the chapter's batch size."""
         exp = get_experiment(experiment)
-        seeds = list(dict.fromkeys(self.seeds if seeds is None else seeds))
+        seeds = self.seeds if seeds is None else check_seeds("seeds", seeds)
         epochs, batch_size = run_settings(exp, self.epochs, self.batch_size, keep_batch_size, self.every_recipe)
         if self.from_reference:
             found = [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
@@ -242,7 +263,7 @@ class Chapter:
         if self.records.get(number):
             return self.records[number]
         exp = get_experiment(number)
-        seeds = list(dict.fromkeys(self.seeds if seeds is None else seeds))
+        seeds = self.seeds if seeds is None else check_seeds("seeds", seeds)
         if self.from_reference:
             found = [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
         else:
@@ -267,6 +288,7 @@ class Chapter:
         images, into ``exercises/`` (never mixed with the chapter's runs), then its curves on
         one axis and its numbers. ``batch_size`` None: each recipe's own."""
         epochs = epochs or min(3, self.epochs or 3)
+        experiments = distinct_variants(get_experiment(e) for e in experiments)
         from .plots import plot_run_groups
 
         if self.from_reference or not self.exercises:
@@ -277,7 +299,7 @@ class Chapter:
         data = load_cifar10(self.data_source, subset=min(subset, len(self.data[0][0])))
         records = [run_experiment(exp, epochs=epochs, batch_size=batch_size, data=data, out_dir=self.out_dir /
                                   "exercises", log_every=epochs) for exp in experiments]
-        labels = [get_experiment(e).label for e in experiments]
+        labels = [exp.label for exp in experiments]
         show(pd.DataFrame({"test acc (%)": [f"{r.test_acc:.2f}" for r in records],
                            "train acc (%)": [f"{r.train_acc:.2f}" for r in records]}, index=labels))
         fig = plot_run_groups({label: [record] for label, record in zip(labels, records, strict=True)},

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .beyond import chapter6_runs
 from .experiments import Experiment, chapter_experiments, get_experiment
+from .parameters import check_parameters
 
 SUMMARY = "05_summary"
 # What a chapter notebook's parameters mean (README and --help repeat it).
@@ -82,7 +83,10 @@ def with_profile(profile: str | None, **given) -> dict:
 
 
 def chapter6_settings(profile: str | None, given: dict) -> dict:
-    """Chapter 6's own parameters: what was given, the profile's for the rest (None)."""
+    """Chapter 6's own parameters: what was given (checked, ``parameters``), the profile's
+    for the rest (None)."""
+    profile_settings(profile)
+    given = check_parameters(given)
     defaults = CHAPTER6_PROFILES[profile or "full"]
     return {key: defaults[key] if given.get(key) is None else given[key] for key in defaults}
 

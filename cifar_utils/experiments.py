@@ -11,7 +11,10 @@ so the registry reads like the study's storyline. Adding experiment 22 means app
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
+
+from .parameters import is_number, is_whole
 
 # The study's shared recipe (every experiment): Adam(lr=1e-3), categorical
 # cross-entropy, batch 512, 300 epochs, test set as validation data.
@@ -31,6 +34,32 @@ OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "triangular")
 AUGMENTATIONS = ("none", "shift_flip", "translate_flip")
 TTA_KINDS = ("none", "flip", "flip_shift")
+# What a field must be: (test, words, how a NumPy scalar becomes the Python one run
+# parameters are written as).
+_KINDS = {"number": (is_number, "a finite number", float), "whole": (is_whole, "a whole number", int),
+          "flag": (lambda value: isinstance(value, bool), "True or False", bool)}
+
+
+def _check_fields(owner: object, **kinds: str) -> None:
+    """Refuse a field of the wrong type by name: ``dropout="0.5"`` failed inside a
+    comparison and ``batch_size=2.5`` trained at 2. NumPy scalars become Python numbers."""
+    for name, kind in kinds.items():
+        test, words, cast = _KINDS[kind]
+        value = getattr(owner, name)
+        if not test(value):
+            raise ValueError(f"{type(owner).__name__}.{name} must be {words}, got {value!r} ({type(value).__name__})")
+        if type(value) not in (int, float, bool):
+            object.__setattr__(owner, name, cast(value))
+
+
+def _widths(owner: object, name: str, size: int | None = None) -> None:
+    """A tuple (or list) of whole numbers >= 1, kept as a tuple; ``size``: how many."""
+    value = getattr(owner, name)
+    ok = isinstance(value, tuple | list) and len(value) >= 1 and all(is_whole(v) and v >= 1 for v in value)
+    if not ok or (size is not None and len(value) != size):
+        count = f"{size} " if size else ""
+        raise ValueError(f"{type(owner).__name__}.{name} must hold {count}positive whole numbers, got {value!r}")
+    object.__setattr__(owner, name, tuple(int(v) for v in value))
 
 
 @dataclass(frozen=True)
@@ -49,11 +78,22 @@ class ArchSpec:
     kernel_initializer: str = "glorot_uniform"  # convs only; dense layers keep Keras' default
 
     def __post_init__(self) -> None:
-        if not self.blocks:
-            raise ValueError("ArchSpec.blocks must hold at least one (num_convs, filters) block")
-        for block in self.blocks:
-            if len(block) != 2 or min(block) < 1:
+        blocks = self.blocks
+        if not isinstance(blocks, tuple | list) or not blocks:
+            raise ValueError(f"ArchSpec.blocks must hold at least one (num_convs, filters) block, got {blocks!r}")
+        for block in blocks:
+            if not isinstance(block, tuple | list) or len(block) != 2 or not all(is_whole(n) and n >= 1 for n in block):
                 raise ValueError(f"ArchSpec block {block!r} must be (num_convs >= 1, filters >= 1)")
+        object.__setattr__(self, "blocks", tuple((int(n), int(f)) for n, f in blocks))
+        _check_fields(self, dropout="number", batch_norm="flag", bn_before_activation="flag")
+        if self.dense_units is not None:
+            _check_fields(self, dense_units="whole")
+            if self.dense_units < 1:
+                raise ValueError(f"ArchSpec.dense_units must be at least 1 (or None: no dense layer), "
+                                 f"got {self.dense_units}")
+        if not isinstance(self.kernel_initializer, str):
+            raise ValueError(f"ArchSpec.kernel_initializer must be a Keras initializer name, "
+                             f"got {self.kernel_initializer!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ArchSpec.dropout must be in [0, 1), got {self.dropout}")
         if self.bn_before_activation and not self.batch_norm:
@@ -68,8 +108,8 @@ class DenseSpec:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"DenseSpec.hidden must hold positive layer widths, got {self.hidden!r}")
+        _widths(self, "hidden")
+        _check_fields(self, dropout="number")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"DenseSpec.dropout must be in [0, 1), got {self.dropout}")
 
@@ -88,13 +128,20 @@ class AirbenchSpec:
     logit_scale: float = 1 / 9
 
     def __post_init__(self) -> None:
-        if len(self.widths) != 3 or min(self.widths) < 1:
-            raise ValueError(f"AirbenchSpec.widths must be three positive widths, got {self.widths!r}")
+        _widths(self, "widths", 3)
+        _check_fields(self, whitening_patch="whole", bn_momentum="number", logit_scale="number")
         if self.whitening_patch not in (2, 3):
             raise ValueError(f"AirbenchSpec.whitening_patch must be 2 or 3, got {self.whitening_patch}")
+        if not 0.0 <= self.bn_momentum < 1.0 or self.logit_scale <= 0:
+            raise ValueError(f"AirbenchSpec needs bn_momentum in [0, 1) and logit_scale > 0, "
+                             f"got {self.bn_momentum} and {self.logit_scale}")
 
 
 Spec = ArchSpec | DenseSpec | AirbenchSpec
+
+
+_RECIPE_NUMBERS = ("learning_rate", "momentum", "warmup", "final_lr_fraction", "weight_decay", "label_smoothing",
+                   "ema", "validation")
 
 
 @dataclass(frozen=True)
@@ -112,9 +159,11 @@ class Recipe:
     the final model. ``tta``: test-time augmentation of the final evaluation.
     ``validation``: the fraction of training images held out (stratified, fixed seed) to
     choose on, 0.1 being CIFAR-10's usual 45,000 / 5,000; 0 is the study's way, the test set
-    as validation data. ``train_images``: train on a fixed, stratified share of that many
-    of the (remaining) training images, the test set whole; 0: all of them. Chapter 6's
-    small setting, which makes three seeds per factorial cell affordable on a CPU.
+    as validation data. Both sides of the split must keep at least one image of every
+    class: ``training.validation_split`` refuses data too small for the fraction, naming
+    the smallest subset that works. ``train_images``: train on a fixed, stratified share of
+    that many of the (remaining) training images, the test set whole; 0: all of them.
+    Chapter 6's small setting, which makes three seeds per factorial cell affordable on a CPU.
     """
 
     optimizer: str = "adam"
@@ -136,6 +185,8 @@ class Recipe:
     train_images: int = 0
 
     def __post_init__(self) -> None:
+        _check_fields(self, **dict.fromkeys(_RECIPE_NUMBERS, "number"), translate="whole", epochs="whole",
+                      batch_size="whole", train_images="whole", nesterov="flag")
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("augment", AUGMENTATIONS),
                               ("tta", TTA_KINDS)):
             if getattr(self, name) not in allowed:
@@ -146,9 +197,11 @@ class Recipe:
         for name in ("momentum", "warmup", "final_lr_fraction", "label_smoothing", "ema", "validation"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"Recipe.{name} must be in [0, 1), got {getattr(self, name)}")
-        if isinstance(self.train_images, bool) or not isinstance(self.train_images, int) or self.train_images < 0:
-            raise ValueError(f"Recipe.train_images must be a whole number of images (0: all), "
-                             f"got {self.train_images!r}")
+        if self.train_images < 0:
+            raise ValueError(f"Recipe.train_images must be 0 (all) or a number of images, got {self.train_images}")
+        if self.weight_decay < 0 or self.translate < 0:
+            raise ValueError(f"Recipe needs weight_decay >= 0 and translate >= 0; "
+                             f"got {self.weight_decay}, {self.translate}")
         if self.augment == "translate_flip" and self.translate < 1:
             raise ValueError("Recipe.augment='translate_flip' needs translate >= 1 (pixels)")
 
@@ -218,22 +271,53 @@ class Experiment:
 
     def vary(self, label: str | None = None, **changes) -> Experiment:
         """This experiment with some recipe or spec fields changed, as a named variant
-        (a sweep point): its runs are kept apart from the registry entry's in every table."""
+        (a sweep point): its runs are kept apart from the registry entry's in every table.
+        The label (default: the changes, each value written exactly) names the variant in
+        tables, and its key names folders and figures: give distinct settings distinct
+        labels (``distinct_variants`` refuses two that share one)."""
+        if label is not None and not isinstance(label, str):
+            raise ValueError(f"experiment {self.number}: vary's label must be a string, got {label!r}")
         recipe_keys = {f.name for f in fields(Recipe)}
         spec_keys = {f.name for f in fields(self.spec)}
         unknown = sorted(set(changes) - recipe_keys - spec_keys)
         if unknown:
             raise ValueError(f"experiment {self.number}: cannot vary {unknown}; "
                              f"recipe fields: {sorted(recipe_keys)}; spec fields: {sorted(spec_keys)}")
-        recipe = replace(self.recipe, **{k: v for k, v in changes.items() if k in recipe_keys})
-        spec = replace(self.spec, **{k: v for k, v in changes.items() if k in spec_keys and k not in recipe_keys})
-        label = label or ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in sorted(changes.items()))
+        try:
+            recipe = replace(self.recipe, **{k: v for k, v in changes.items() if k in recipe_keys})
+            spec = replace(self.spec, **{k: v for k, v in changes.items() if k in spec_keys and k not in recipe_keys})
+        except ValueError as error:
+            raise ValueError(f"experiment {self.number}: cannot vary {changes}: {error}") from None
+        label = label or ", ".join(f"{k}={exact(v)}" for k, v in sorted(changes.items()))
         return replace(self, recipe=recipe, spec=spec, variant=label)
 
 
+def exact(value) -> str:
+    """A value as a label writes it: a float as short as ``:g`` where that reads back as the
+    same number, else in full (``:g`` wrote 0.1 + 0.2 as 0.3, and 1e-3 and 1.0000001e-3 alike)."""
+    if not isinstance(value, float):
+        return str(value)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
+def distinct_variants(experiments: Iterable[Experiment]) -> list[Experiment]:
+    """The experiments, refused if two with different settings share a label or a key:
+    tables group runs by label, figures and folders are named by key."""
+    experiments = list(experiments)
+    seen: dict[tuple[int, str], Experiment] = {}
+    for exp in experiments:
+        for name in (exp.label, exp.key):
+            other = seen.setdefault((exp.number, name), exp)
+            if other != exp:
+                raise ValueError(f"experiment variants {other.label!r} and {exp.label!r} have different settings "
+                                 f"but one name ({name!r}): give each its own label (vary's first argument)")
+    return experiments
+
+
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text.replace("=", "")).strip("-")
+    """A label as a file name; "+" stays, so 1e+06 and 1e-06 are two names."""
+    return re.sub(r"[^A-Za-z0-9.+]+", "-", text.replace("=", "")).strip("-")
 
 
 _4LAYER = ArchSpec(blocks=((1, 32),) * 3)

@@ -36,6 +36,7 @@ from .course import (  # noqa: E402
     needed_runs,
     run_settings,
 )
+from .parameters import ParameterError, check_count, check_parameters, check_seeds  # noqa: E402
 from .pool import RunTask, gpu_ids, run_pool  # noqa: E402
 from .speed import Speed, add_speed_arguments, speed_from_arguments  # noqa: E402
 
@@ -50,23 +51,35 @@ def positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
-    return value
+    try:
+        return check_count("", value, optional=False)
+    except ParameterError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error.problem}") from None
 
 
 def seed_list(text: str) -> list[int]:
-    """'0,1,2' -> [0, 1, 2]; refuses '', 'a,b', '0,,1', negatives and repeats by name."""
+    """'0,1,2' -> [0, 1, 2]; refuses '', 'a,b', '0,,1', and what ``parameters.check_seeds``
+    refuses (negatives, repeats, seeds past every backend's range) by name."""
     parts = text.split(",")
     if not text.strip() or any(not p.strip() for p in parts):
         raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated whole numbers, e.g. 0,1,2")
     try:
-        seeds = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be whole numbers, e.g. 0,1,2") from None
-    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be distinct and not negative")
-    return seeds
+        return check_seeds("seeds", [int(p) for p in parts])
+    except ValueError as error:
+        problem = error.problem if isinstance(error, ParameterError) else "seeds must be whole numbers, e.g. 0,1,2"
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}") from None
+
+
+def parameter_problem(args: argparse.Namespace) -> str | None:
+    """The notebooks' own check (``parameters``) of what they will be given, as flags."""
+    values = {"epochs": args.epochs, "batch_size": args.batch_size, "seeds": args.seeds, "subset": args.subset,
+              "eval_every": args.eval_every, "log_every": args.log_every}
+    try:
+        check_parameters(values)
+    except ParameterError as error:
+        value = ",".join(map(str, error.value)) if isinstance(error.value, list) else error.value
+        return f"--{error.name.replace('_', '-')} {value}: {error.problem}"
+    return None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -142,8 +155,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.data = "sample"  # for the example images and figures; the numbers come from the reference
     args.subset = args.subset if args.subset is not None else profile["subset"]
     args.jobs = args.jobs or default_jobs()
-    if args.subset is not None and args.subset < 20:
-        parser.error(f"--subset {args.subset}: need at least 20 images (two per class)")
+    problem = parameter_problem(args)
+    if problem:
+        parser.error(problem)
     args.out = (args.out or ROOT / "output" / args.profile).resolve()
     args.report = (args.report or default_report(args)).resolve()
     args.only = [c.strip().zfill(2) for item in args.only for c in item.split(",") if c.strip()]
@@ -160,6 +174,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(problem)
     args.speed = speed_from_arguments(parser, args).as_dict()
     args.run_token = uuid.uuid4().hex[:12]  # marks this invocation's executions as theirs
+    problem = subset_problem(args)
+    if problem:
+        parser.error(problem)
     return args
 
 
@@ -173,6 +190,18 @@ def default_report(args: argparse.Namespace) -> Path:
     if args.reference and Path(args.reference).resolve() == SHIPPED_REFERENCE.resolve():
         return ROOT / "report"
     return args.out.with_name(f"{args.out.name}-report")
+
+
+def subset_problem(args: argparse.Namespace) -> str | None:
+    """A --subset too small for a validation split that a chosen chapter's runs hold out."""
+    if args.subset is None or args.reference:
+        return None
+    from .training import splits_problem, subset_class_sizes
+
+    experiments = [run.experiment for notebook in chapters(args.notebooks, args.only)
+                   for run in needed_runs(notebook.stem, notebook_parameters(args, notebook))]
+    problem = splits_problem(experiments, subset_class_sizes(args.subset))
+    return f"--subset {args.subset}: {problem} (or leave those chapters out with --only)" if problem else None
 
 
 def unusable_folder(path: Path) -> str | None:

@@ -26,6 +26,7 @@ from .data import CLASS_NAMES, load_cifar10
 from .experiments import EXPERIMENTS, STUDY_EXPERIMENTS, get_experiment
 from .folders import shown_path
 from .noise import settings_problem
+from .parameters import check_parameters
 from .plots import (
     per_class_accuracy,
     plot_accuracy_vs_time,
@@ -48,12 +49,15 @@ class Summary:
                  batch_size: int | None = None, seeds: Sequence[int] = (0,), data_source: str | None = None,
                  subset: int | None = None, eval_every: int = 1, reference_dir: str | os.PathLike | None = None,
                  run_token: str | None = None, profile: str | None = None):
-        sizes = with_profile(profile, epochs=epochs, batch_size=batch_size, subset=subset, data_source=data_source)
+        given = check_parameters({"out_dir": out_dir, "epochs": epochs, "batch_size": batch_size, "seeds": seeds,
+                                  "data_source": data_source, "subset": subset, "eval_every": eval_every,
+                                  "reference_dir": reference_dir, "run_token": run_token, "profile": profile})
+        sizes = with_profile(profile, **{k: given[k] for k in ("epochs", "batch_size", "subset", "data_source")})
         epochs, batch_size, subset, data_source = (sizes[k] for k in ("epochs", "batch_size", "subset", "data_source"))
         self.out_dir = Path(out_dir)
         self.figures_dir = self.out_dir / "figures"
         self.run_token, self.figures = run_token, []
-        self.epochs, self.batch_size, self.seeds, self.eval_every = epochs, batch_size, list(seeds), eval_every
+        self.epochs, self.batch_size, self.seeds, self.eval_every = epochs, batch_size, given["seeds"], eval_every
         self.reference = load_reference(reference_dir) if reference_dir else None
         small_subset = chapter6_settings(profile, {})["small_subset"]
         self.small = small_label(small_subset)  # the setting chapter 6's factorial is judged at

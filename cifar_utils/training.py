@@ -29,7 +29,7 @@ import shutil
 import socket
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
@@ -45,6 +45,7 @@ from .data import NUM_CLASSES, load_cifar10, stratified_share
 from .experiments import Experiment, Recipe, get_experiment
 from .final_model import batch_norm_layers, reestimate_batch_norm, restore_batch_norm, train_eval_indices
 from .models import build_model, compile_model, prepare_model
+from .parameters import check_seed, check_seeds
 from .recipes import evaluate_views, predict_views, scores, steps_per_epoch
 from .speed import Speed
 
@@ -363,8 +364,13 @@ def data_fingerprint(data) -> str:
     return digest.hexdigest()[:10]
 
 
-def validation_split(labels: np.ndarray, fraction: float, seed: int = VALIDATION_SEED) -> tuple[np.ndarray, ...]:
-    """Indices (train, validation): ``fraction`` of each class held out, the same every run."""
+def validation_split(labels: np.ndarray, fraction: float, seed: int = VALIDATION_SEED,
+                     what: str = "this recipe") -> tuple[np.ndarray, ...]:
+    """Indices (train, validation): ``fraction`` of each class held out, the same every run;
+    refuses (``split_problem``) labels too few for it, naming ``what`` asked for it."""
+    problem = split_problem(class_sizes(labels), fraction, what)
+    if problem:
+        raise ValueError(problem)
     held = stratified_share(labels, fraction, seed)
     return np.setdiff1d(np.arange(len(labels)), held), held
 
@@ -383,6 +389,61 @@ def fewer_images(train: tuple[np.ndarray, np.ndarray], count: int, label: str) -
 def recipe_identity(recipe: Recipe) -> dict:
     """The recipe as a run's identity holds it (``LATER_RECIPE_FIELDS`` at their default left out)."""
     return {k: v for k, v in asdict(recipe).items() if LATER_RECIPE_FIELDS.get(k, object()) != v}
+
+
+def class_sizes(labels: np.ndarray) -> list[int]:
+    """Images per class present (labels as integers or one-hot)."""
+    classes = labels.argmax(axis=1) if labels.ndim == 2 else np.asarray(labels)
+    return [int(n) for n in np.unique(classes, return_counts=True)[1]]
+
+
+def subset_class_sizes(subset: int) -> list[int]:
+    """Images per class of ``load_cifar10(subset=...)``'s stratified training subset."""
+    return [subset // NUM_CLASSES + (i < subset % NUM_CLASSES) for i in range(NUM_CLASSES)]
+
+
+def split_sizes(count: int, fraction: float) -> tuple[int, int]:
+    """(kept, held out) of a class of ``count`` images, rounded as ``data.stratified_share`` does."""
+    held = int(round(fraction * count))
+    return count - held, held
+
+
+def smallest_split_class(fraction: float) -> int:
+    """The fewest images a class needs for ``fraction`` (in (0, 1)) to hold out one and keep one."""
+    count = max(2, math.floor(0.5 / min(fraction, 1 - fraction)))
+    while min(split_sizes(count, fraction)) < 1:
+        count += 1
+    return count
+
+
+def split_problem(sizes: Sequence[int], fraction: float, what: str = "this recipe") -> str | None:
+    """Why ``fraction`` of classes of these sizes cannot be held out for validation. Each side
+    must keep at least one image of every class: an empty validation set failed deep in
+    Keras (``UnboundLocalError``), an empty training set was recorded as "diverged". A
+    batch larger than the training side is fine (one partial batch an epoch)."""
+    smallest = min(sizes)
+    kept, held = split_sizes(smallest, fraction)
+    if min(kept, held) >= 1:
+        return None
+    need = smallest_split_class(fraction)
+    return (f"{what} holds out {fraction:g} of the training images for validation: {held} of a class of "
+            f"{smallest} images, keeping {kept}. Each side needs at least one image of every class, so this split "
+            f"needs {need} training images a class: a subset of at least {need * NUM_CLASSES}")
+
+
+def splits_problem(experiments: Iterable[Experiment], sizes: Sequence[int]) -> str | None:
+    """``split_problem`` for the first of these experiments whose split classes of these sizes
+    cannot make (checked before anything trains); names how many others share its fraction."""
+    by_fraction: dict[float, list[str]] = {}
+    for exp in experiments:
+        if exp.recipe.validation and exp.label not in by_fraction.get(exp.recipe.validation, []):
+            by_fraction.setdefault(exp.recipe.validation, []).append(exp.label)
+    for fraction, labels in by_fraction.items():
+        what = f"experiment {labels[0]}" + (f" (and {len(labels) - 1} more)" if len(labels) > 1 else "")
+        problem = split_problem(sizes, fraction, what)
+        if problem:
+            return problem
+    return None
 
 
 def effective_recipe(exp: Experiment, epochs: int | None = None, batch_size: int | None = None) -> Recipe:
@@ -429,6 +490,7 @@ def plan_run(experiment: int | str | Experiment, data, seed: int = 0, out_dir: s
     """The model inputs, every parameter that changes the result, and the run's folder."""
     exp = get_experiment(experiment)
     recipe = effective_recipe(exp, epochs, batch_size)
+    seed = check_seed("seed", seed)  # before the run's folder exists: keras.utils.set_random_seed would fail in it
     if not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
     (x_train, y_train), (x_test, y_test) = data
@@ -436,7 +498,7 @@ def plan_run(experiment: int | str | Experiment, data, seed: int = 0, out_dir: s
     x_train = as_model_input(x_train, exp.normalize, normalized)
     x_test = as_model_input(x_test, exp.normalize, normalized)
     if recipe.validation:
-        kept, held = validation_split(y_train, recipe.validation)
+        kept, held = validation_split(y_train, recipe.validation, what=f"experiment {exp.label}")
         train, evaluation = (x_train[kept], y_train[kept]), (x_train[held], y_train[held])
     else:
         train, evaluation = (x_train, y_train), (x_test, y_test)
@@ -483,6 +545,7 @@ def run_experiment(experiment: int | str | Experiment, epochs: int | None = None
     exp = get_experiment(experiment)
     speed = Speed.coerce(speed)
     effective_recipe(exp, epochs, batch_size)  # refuse bad values before loading anything
+    seeds = None if seeds is None else check_seeds("seeds", seeds)
     if data is None:
         data = load_cifar10(normalize=exp.normalize)
     if seeds is not None:
