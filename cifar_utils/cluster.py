@@ -18,6 +18,13 @@ the last checkpoint, and a finished run is reused, never trained again. So the r
 must be one shared folder, at the same path on every machine, on a filesystem whose
 ``flock`` excludes across machines (NFSv4, not a ``local_lock`` or ``nolock`` mount).
 
+A worker that hangs keeps its run's lock, and Dask cannot cancel a running task: each run
+sends a heartbeat from its training loop (``pool.heartbeat``, as an event naming its task),
+and a run silent for the stall time has its worker restarted through its nanny, which
+kills a stopped or stuck process, then is retried once, as in the pool. A scheduler that
+cannot be reached raises ``ClusterError`` naming it; one lost mid-run cancels the futures,
+and the runs it held are named as not finished.
+
 This module imports Dask only when a cluster is asked for (a machine without the
 ``cluster`` extra gets an ``ImportError`` saying what to install) and no backend itself:
 the task function imports the training code on the worker.
