@@ -235,8 +235,12 @@ class _Session:
                 try:
                     self.step()
                 except (OSError, RuntimeError, CancelledError) as error:
-                    if not self.survive(error):
-                        raise
+                    if self.survive(error):
+                        continue
+                    if isinstance(error, OSError):
+                        raise ClusterError(f"cluster: the Dask scheduler at {self.where} failed: {_brief(error)}; "
+                                           "finished runs are kept: run again to resume the others") from None
+                    raise
         finally:
             for name in (self.topic, "all"):
                 with contextlib.suppress(Exception):  # a client that lost its scheduler has no topics
@@ -286,33 +290,38 @@ class _Session:
                             "retrying on another worker (it resumes from its last checkpoint)")
 
     def end_silent(self) -> None:
-        """Restart the worker of each run silent for the stall time; retry the run once."""
+        """Restart the worker of each run silent for the stall time; retry the run once. A
+        run no worker holds yet is waiting for one, not silent: its clock starts again."""
         now = time.monotonic()
-        for future, task in list(self.running.items()):
-            if now - self.heard[future.key] < self.stall:
+        quiet = {f: t for f, t in self.running.items() if now - self.heard[f.key] >= self.stall}
+        processing = self.client.processing() if quiet else {}
+        for future, task in quiet.items():
+            holders = [w for w, keys in processing.items() if future.key in keys]
+            if not holders:
+                self.heard[future.key] = now
                 continue
             del self.running[future]
             self.keys.pop(future.key, None)
-            worker = self.restart(future)
-            silent = f"no output and no heartbeat for {self.stall:.0f} s: its worker {worker} was restarted"
-            if id(task) not in self.retried and not self.tally.expired():
-                self.retried.add(id(task))
-                self.pending.insert(0, task)
-                self.tally.tell(f"cluster: {task.label}: {silent}; retrying it once (it resumes from its last "
-                                "checkpoint)")
-                continue
-            why = "a second time" if id(task) in self.retried else "after the deadline, so not retried"
-            self.tally.report(task, False, f"{silent}, {why}; its folder keeps the last checkpoint for the next "
-                                           "invocation")
+            worker = self.restart(future, holders)
+            self.retry_or_fail(task, f"no output and no heartbeat for {self.stall:.0f} s: its worker {worker} "
+                                     "was restarted")
 
-    def restart(self, future) -> str:
-        """Forget a silent run's task and restart the worker holding it: its nanny stops it,
-        or kills it (a stopped or hung process), which frees the run's lock."""
-        holders = [w for w, keys in self.client.processing().items() if future.key in keys]
+    def retry_or_fail(self, task: RunTask, silent: str) -> None:
+        """A silent run is retried once, never after the deadline; else it is failed by name."""
+        if id(task) not in self.retried and not self.tally.expired():
+            self.retried.add(id(task))
+            self.pending.insert(0, task)
+            self.tally.tell(f"cluster: {task.label}: {silent}; retrying it once (it resumes from its last checkpoint)")
+            return
+        why = "a second time" if id(task) in self.retried else "after the deadline, so not retried"
+        self.tally.report(task, False, f"{silent}, {why}; its folder keeps the last checkpoint for the next invocation")
+
+    def restart(self, future, holders: list[str]) -> str:
+        """Forget a silent run's task and restart the workers holding it: a nanny stops its
+        worker, or kills it (a stopped or hung process), which frees the run's lock."""
         self.client.cancel(future, force=True)
-        if holders:
-            self.client.restart_workers(holders, timeout=RESTART_SECONDS, raise_for_error=False)
-        return ", ".join(holders) or "(gone already)"
+        self.client.restart_workers(holders, timeout=RESTART_SECONDS, raise_for_error=False)
+        return ", ".join(holders)
 
     def survive(self, error: BaseException) -> bool:
         """After an error from the client: runs the scheduler cancelled are named as not

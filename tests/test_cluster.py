@@ -282,3 +282,28 @@ def test_an_unreachable_scheduler_is_named_at_once(tmp_path):
     for bad in ("tcp://host:port", "tcp://:8786", "host:0", "host:70000"):
         with pytest.raises(ValueError, match="scheduler address"):
             parse_address(bad)
+
+
+def test_a_run_waiting_for_a_worker_to_join_is_not_taken_for_hung(tmp_path, fake_work):
+    scheduler, address = _scheduler(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-nanny",
+               "--no-dashboard"]
+    worker = None
+
+    def join_late():  # the only worker joins after three times the stall time
+        nonlocal worker
+        worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+    timer = threading.Timer(6, join_late)
+    timer.start()
+    lines = []
+    try:
+        result = run_on_cluster([task(tmp_path, 2, 0)], address, say=lines.append, stall=2)
+    finally:
+        timer.join()
+        for process in (worker, scheduler):
+            process.kill()
+            process.wait(timeout=60)
+    assert [t.seed for t in result.finished] == [0] and not result.failed, lines
+    assert "waiting for a worker" in lines[0] and not any("no heartbeat" in line for line in lines)
