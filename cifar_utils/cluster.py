@@ -18,6 +18,13 @@ the last checkpoint, and a finished run is reused, never trained again. So the r
 must be one shared folder, at the same path on every machine, on a filesystem whose
 ``flock`` excludes across machines (NFSv4, not a ``local_lock`` or ``nolock`` mount).
 
+A worker that hangs keeps its run's lock, and Dask cannot cancel a running task: each run
+sends a heartbeat from its training loop (``pool.heartbeat``, as an event naming its task),
+and a run silent for the stall time has its worker restarted through its nanny, which
+kills a stopped or stuck process, then is retried once, as in the pool. A scheduler that
+cannot be reached raises ``ClusterError`` naming it; one lost mid-run cancels the futures,
+and the runs it held are named as not finished.
+
 This module imports Dask only when a cluster is asked for (a machine without the
 ``cluster`` extra gets an ``ImportError`` saying what to install) and no backend itself:
 the task function imports the training code on the worker.
@@ -34,17 +41,26 @@ import os
 import pickle
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import CancelledError
 from dataclasses import replace
 from pathlib import Path
 
-from .pool import PoolResult, RunTask, Tally, gpu_ids, worker_environment
+from .pool import STALL_SECONDS, PoolResult, RunTask, Tally, gpu_ids, worker_environment
 
 INSTALL_HINT = "install the cluster extra: pip install 'cifar-utils[cluster]' (Dask distributed)"
 LOCAL_PREFIX = "local:"
 DEFAULT_PORT = 8786
 POLL_SECONDS = 2.0  # how often the client looks for workers that joined, while runs train
+PROBE_SECONDS = 10.0  # how long a scheduler address may take to accept a connection
+CONNECT_SECONDS = 30.0  # how long the client tries to reach the scheduler, or reach it again (Dask's default)
+RESTART_SECONDS = 10.0  # a silent run's worker is stopped within 0.8x this, else killed by its nanny
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be used; the message names the address and what failed."""
 
 
 def _distributed():
@@ -63,9 +79,13 @@ def parse_address(address: str) -> tuple[str, int | str]:
         if not count.isdigit() or int(count) < 1:
             raise ValueError(f"{address!r}: a local cluster is local:N with N >= 1 worker processes, e.g. local:2")
         return "local", int(count)
-    if not text or text.startswith("-"):
+    where = text if "://" in text else f"tcp://{text}"
+    scheme, _, rest = where.partition("://")
+    host, colon, port = rest.rpartition(":")
+    bad_port = scheme == "tcp" and colon and "]" not in port and not (port.isdigit() and 0 < int(port) < 65536)
+    if not text or text.startswith("-") or not rest or bad_port or (scheme == "tcp" and colon and not host):
         raise ValueError(f"{address!r}: give a scheduler address like tcp://host:{DEFAULT_PORT}, or local:N")
-    return "remote", text if "://" in text else f"tcp://{text}"
+    return "remote", where
 
 
 def _changed_environment(index: int, gpus: list[str]) -> dict[str, str]:
@@ -103,7 +123,7 @@ def _portable(task: RunTask) -> RunTask:
 
 def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], None] = print,
                    is_progress: Callable[[str], bool] = lambda line: True,
-                   deadline: float | None = None) -> PoolResult:
+                   deadline: float | None = None, stall: float = STALL_SECONDS) -> PoolResult:
     """Train ``tasks`` on a Dask cluster, longest first, as ``pool.run_pool`` does on one machine.
 
     ``address`` is a scheduler (``tcp://host:8786``) or ``local:N`` (N worker processes
@@ -112,7 +132,10 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
     an ETA over the whole set. A failing run is named with its error and the others
     finish; a run whose worker dies is retried on another worker and resumes from its
     checkpoint (Dask retries it 3 times: if a 4th worker dies running it, it is reported failed).
-    After ``deadline`` seconds no new run starts (those under way finish), as in ``run_pool``.
+    A run silent for ``stall`` seconds (no line, no heartbeat) has its worker restarted and
+    is retried once, then failed. After ``deadline`` seconds no new run starts (those under
+    way finish), as in ``run_pool``. A scheduler that cannot be reached raises
+    ``ClusterError``; one lost mid-run leaves its runs named as not finished.
 
     Runs are handed out as worker threads free up, not all at once: Dask queues only large
     groups of tasks at the scheduler and would otherwise stack a small set's runs on busy
@@ -123,67 +146,202 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
     if not pending:
         return tally.result
     distributed = _distributed()
-    total, tell, report, expired = tally.total, tally.tell, tally.report, tally.expired
-    token = uuid.uuid4().hex[:12]
-    topic = f"cifar-utils-progress-{token}"
-
-    keys: dict[str, RunTask] = {}
-
-    def relay(event) -> None:
-        line = str(event[1])
-        if line.strip() and is_progress(line):
-            tell(line.rstrip())
-
-    def watch(event) -> None:
-        message = event[1]
-        if not isinstance(message, dict) or message.get("action") != "remove-worker" or message.get("expected"):
-            return
-        held = [keys[k].label for k in message.get("processing-tasks", ()) if k in keys]
-        if held:
-            tell(f"cluster: worker {message.get('worker', '?')} died while training {', '.join(held)}; "
-                 "retrying on another worker (it resumes from its last checkpoint)")
-
+    if kind == "remote":
+        _probe(where)
     gpus = gpu_ids() if kind == "local" else []
     cluster = local_cluster(where, gpus) if kind == "local" else None
     try:
-        try:
-            client = distributed.Client(cluster or where, set_as_default=False)
-        except OSError as error:
-            raise ConnectionError(f"cluster: cannot reach the Dask scheduler at {where}: {error}") from None
-        with client, client.as_current():
+        client = _connect(distributed, cluster or where, where)
+        with client, client.as_current(), _quiet("distributed.client"):
             if cluster is not None:
-                tell(f"cluster: {total} runs on a local cluster of {where} worker process(es)"
-                     + (f", GPUs {', '.join(gpus)} round-robin" if gpus else ", no GPU"))
+                tally.tell(f"cluster: {tally.total} runs on a local cluster of {where} worker process(es)"
+                           + (f", GPUs {', '.join(gpus)} round-robin" if gpus else ", no GPU"))
             else:
                 threads = sum(client.nthreads().values())
-                tell(f"cluster: {total} runs on {where} ({threads} worker thread(s) connected now"
-                     + (", waiting for a worker)" if not threads else ")"))
-            client.subscribe_topic(topic, relay)
-            client.subscribe_topic("all", watch)
-            running: dict = {}
-            try:
-                while running or (pending and not expired()):
-                    free = max(1, sum(client.nthreads().values())) - len(running)
-                    while pending and free > 0 and not expired():
-                        task, key = pending.pop(0), f"cifar-run-{token}-{len(keys)}"
-                        keys[key] = task
-                        call = _Call(_train_on_worker, _portable(task).to_json(), topic, token, kind != "local")
-                        running[client.submit(pickle.loads, pickle.dumps(call), key=key, pure=False)] = task
-                        free -= 1
-                    try:
-                        finished, _ = distributed.wait(list(running), timeout=POLL_SECONDS,
-                                                       return_when="FIRST_COMPLETED")
-                    except distributed.TimeoutError:
-                        continue  # look again for workers that joined
-                    for future in finished:
-                        report(running.pop(future), *_outcome(future))
-            finally:
-                for name in (topic, "all"):
-                    client.unsubscribe_topic(name)
+                tally.tell(f"cluster: {tally.total} runs on {where} ({threads} worker thread(s) connected now"
+                           + (", waiting for a worker)" if not threads else ")"))
+            session = _Session(distributed, client, tally, pending, where, kind != "local", is_progress, stall)
+            session.run()
+    except BaseException:
+        tally.silence()  # Ctrl-C: the caller says so in one line
+        raise
     finally:
         if cluster is not None:
             cluster.close()
-    return tally.finish(pending)
+    return tally.finish(pending, session.lost)
+
+
+def _probe(where: str) -> None:
+    """Fail in seconds, naming the address, where Dask would retry for ``CONNECT_SECONDS``."""
+    scheme, _, rest = where.partition("://")
+    if scheme != "tcp":
+        return
+    host, port = _host_port(rest)
+    try:
+        socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
+    except OSError as error:
+        raise ClusterError(f"cluster: cannot reach the Dask scheduler at {where}: {error.strerror or error} "
+                           f"(is `dask scheduler --port {port}` running there, and the port open to this "
+                           "machine?)") from None
+
+
+def _host_port(rest: str) -> tuple[str, int]:
+    host, colon, port = rest.rpartition(":")
+    if not colon or "]" in port:  # no port given (an IPv6 address has colons of its own)
+        return rest.strip("[]"), DEFAULT_PORT
+    return host.strip("[]"), int(port)
+
+
+def _connect(distributed, cluster_or_address, where: str):
+    try:
+        return distributed.Client(cluster_or_address, set_as_default=False, timeout=CONNECT_SECONDS)
+    except (OSError, distributed.TimeoutError) as error:
+        raise ClusterError(f"cluster: cannot reach the Dask scheduler at {where}: {error}") from None
+
+
+@contextlib.contextmanager
+def _quiet(name: str):
+    """Keep a logger's errors off the terminal: this module reports them itself, in one line."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class _Session:
+    """One invocation's runs on a connected client: hand them out, relay their lines, end a
+    silent run's worker and retry it once, and notice a scheduler that went away."""
+
+    def __init__(self, distributed, client, tally: Tally, pending: list[RunTask], where: str, echo: bool,
+                 is_progress: Callable[[str], bool], stall: float):
+        self.distributed, self.client, self.tally, self.pending = distributed, client, tally, pending
+        self.where, self.echo, self.is_progress, self.stall = where, echo, is_progress, stall
+        self.token = uuid.uuid4().hex[:12]
+        self.topic = f"cifar-utils-progress-{self.token}"
+        self.keys: dict[str, RunTask] = {}  # every live run's key
+        self.heard: dict[str, float] = {}  # key -> when its run last printed or beat
+        self.running: dict = {}  # future -> task
+        self.retried: set[int] = set()
+        self.lost: str | None = None  # why the runs left were not started
+
+    def run(self) -> None:
+        self.client.subscribe_topic(self.topic, self.relay)
+        self.client.subscribe_topic("all", self.watch)
+        try:
+            while not self.lost and (self.running or (self.pending and not self.tally.expired())):
+                try:
+                    self.step()
+                except (OSError, RuntimeError, CancelledError) as error:
+                    if self.survive(error):
+                        continue
+                    if isinstance(error, OSError):
+                        raise ClusterError(f"cluster: the Dask scheduler at {self.where} failed: {_brief(error)}; "
+                                           "finished runs are kept: run again to resume the others") from None
+                    raise
+        finally:
+            for name in (self.topic, "all"):
+                with contextlib.suppress(Exception):  # a client that lost its scheduler has no topics
+                    self.client.unsubscribe_topic(name)
+
+    def step(self) -> None:
+        free = max(1, sum(self.client.nthreads().values())) - len(self.running)
+        while self.pending and free > 0 and not self.tally.expired():
+            self.submit(self.pending.pop(0))
+            free -= 1
+        try:
+            finished, _ = self.distributed.wait(list(self.running), timeout=POLL_SECONDS,
+                                                return_when="FIRST_COMPLETED")
+        except self.distributed.TimeoutError:
+            finished = ()
+        for future in finished:
+            self.done(future, *_outcome(future))
+        self.end_silent()
+
+    def submit(self, task: RunTask) -> None:
+        key = f"cifar-run-{self.token}-{len(self.heard)}"
+        self.keys[key], self.heard[key] = task, time.monotonic()
+        call = _Call(_train_on_worker, _portable(task).to_json(), self.topic, key, self.token, self.echo)
+        self.running[self.client.submit(pickle.loads, pickle.dumps(call), key=key, pure=False)] = task
+
+    def done(self, future, ok: bool, detail: str) -> None:
+        self.keys.pop(future.key, None)
+        self.tally.report(self.running.pop(future), ok, detail)
+
+    def relay(self, event) -> None:
+        message = event[1]
+        if not isinstance(message, dict):
+            return
+        if message.get("key") in self.heard:
+            self.heard[message["key"]] = time.monotonic()
+        line = str(message.get("line", ""))
+        if line.strip() and self.is_progress(line):
+            self.tally.tell(line.rstrip())
+
+    def watch(self, event) -> None:
+        message = event[1]
+        if not isinstance(message, dict) or message.get("action") != "remove-worker" or message.get("expected"):
+            return
+        held = [self.keys[k].label for k in message.get("processing-tasks", ()) if k in self.keys]
+        if held:
+            self.tally.tell(f"cluster: worker {message.get('worker', '?')} died while training {', '.join(held)}; "
+                            "retrying on another worker (it resumes from its last checkpoint)")
+
+    def end_silent(self) -> None:
+        """Restart the worker of each run silent for the stall time; retry the run once. A
+        run no worker holds yet is waiting for one, not silent: its clock starts again."""
+        now = time.monotonic()
+        quiet = {f: t for f, t in self.running.items() if now - self.heard[f.key] >= self.stall}
+        processing = self.client.processing() if quiet else {}
+        for future, task in quiet.items():
+            holders = [w for w, keys in processing.items() if future.key in keys]
+            if not holders:
+                self.heard[future.key] = now
+                continue
+            del self.running[future]
+            self.keys.pop(future.key, None)
+            worker = self.restart(future, holders)
+            self.retry_or_fail(task, f"no output and no heartbeat for {self.stall:.0f} s: its worker {worker} "
+                                     "was restarted")
+
+    def retry_or_fail(self, task: RunTask, silent: str) -> None:
+        """A silent run is retried once, never after the deadline; else it is failed by name."""
+        if id(task) not in self.retried and not self.tally.expired():
+            self.retried.add(id(task))
+            self.pending.insert(0, task)
+            self.tally.tell(f"cluster: {task.label}: {silent}; retrying it once (it resumes from its last checkpoint)")
+            return
+        why = "a second time" if id(task) in self.retried else "after the deadline, so not retried"
+        self.tally.report(task, False, f"{silent}, {why}; its folder keeps the last checkpoint for the next invocation")
+
+    def restart(self, future, holders: list[str]) -> str:
+        """Forget a silent run's task and restart the workers holding it: a nanny stops its
+        worker, or kills it (a stopped or hung process), which frees the run's lock."""
+        self.client.cancel(future, force=True)
+        self.client.restart_workers(holders, timeout=RESTART_SECONDS, raise_for_error=False)
+        return ", ".join(holders)
+
+    def survive(self, error: BaseException) -> bool:
+        """After an error from the client: runs the scheduler cancelled are named as not
+        finished; with the scheduler gone, so are all runs under way, and none starts."""
+        gone = self.client.status != "running"
+        cancelled = [f for f in self.running if gone or f.status == "cancelled"]
+        if not cancelled:
+            return False
+        reason = f"lost the Dask scheduler at {self.where} ({_brief(error)})" if gone else \
+            "cancelled by the scheduler (was it restarted?)"
+        for future in cancelled:
+            self.done(future, False, f"not finished: {reason}; run again to resume it")
+        if gone:
+            self.lost = reason
+        return True
+
+
+def _brief(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def _outcome(future) -> tuple[bool, str]:
@@ -217,12 +375,12 @@ class _Call:
 
 
 class _LineForwarder(io.TextIOBase):
-    """A stream that sends each complete line to the client as an event (and, on a remote
-    worker, also to the worker's own output, for its log)."""
+    """A stream that sends each complete line to the client as an event naming its run's
+    task ``key`` (and, on a remote worker, also to the worker's own output, for its log)."""
 
-    def __init__(self, worker, topic: str, echo):
+    def __init__(self, worker, topic: str, key: str, echo):
         super().__init__()
-        self.worker, self.topic, self.echo, self.buffer = worker, topic, echo, ""
+        self.worker, self.topic, self.key, self.echo, self.buffer = worker, topic, key, echo, ""
 
     def writable(self) -> bool:
         return True
@@ -244,26 +402,33 @@ class _LineForwarder(io.TextIOBase):
 
     def _send(self, line: str) -> None:
         if line.strip():
-            with contextlib.suppress(Exception):  # a lost progress line must never fail the run
-                self.worker.log_event(self.topic, line)
+            self._event({"key": self.key, "line": line})
+
+    def send_beat(self) -> None:
+        self._event({"key": self.key})
+
+    def _event(self, message: dict) -> None:
+        with contextlib.suppress(Exception):  # a lost progress line must never fail the run
+            self.worker.log_event(self.topic, message)
 
 
-def _train_on_worker(task_json: str, topic: str, token: str, echo: bool) -> dict:
+def _train_on_worker(task_json: str, topic: str, key: str, token: str, echo: bool) -> dict:
     """The Dask task: train one run with ``pool.train_task`` in this worker process, its
-    printed lines relayed to the client; a failure is an answer, not an exception, so the
-    client names it like ``run_pool`` does."""
+    printed lines and the training loop's heartbeat relayed to the client; a failure is an
+    answer, not an exception, so the client names it like ``run_pool`` does."""
     from distributed import get_worker
 
-    from .pool import train_task
+    from .pool import heartbeat, train_task
 
     task = RunTask(**json.loads(task_json))
     worker = get_worker()
-    out = _LineForwarder(worker, topic, sys.__stdout__ if echo else None)
-    err = _LineForwarder(worker, topic, sys.__stderr__ if echo else None)
+    out = _LineForwarder(worker, topic, key, sys.__stdout__ if echo else None)
+    err = _LineForwarder(worker, topic, key, sys.__stderr__ if echo else None)
+    beat = heartbeat(out.send_beat)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             marker = _force_once(task, token) if task.force else None
-            record = train_task(replace(task, force=False) if task.force else task)
+            record = train_task(replace(task, force=False) if task.force else task, [beat])
             if marker is not None:
                 marker.unlink(missing_ok=True)
             answer = {"ok": True, "detail": f"{record.status}, test acc {record.test_acc:.2f} %"}

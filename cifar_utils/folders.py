@@ -66,8 +66,12 @@ def write_manifest(report_dir: Path, files: Iterable[str]) -> None:
     """List what the report wrote, atomically: a crash never leaves a half-written list."""
     path = report_dir / MANIFEST
     tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"files": sorted(set(files))}, indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps({"files": sorted(set(files))}, indent=1))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def foreign_files(report_dir: Path, limit: int = SHOWN_FOREIGN) -> list[str]:

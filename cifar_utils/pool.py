@@ -12,13 +12,24 @@ its own environment (GPU pinned round-robin, no memory preallocation so several 
 GPU), reading one task per line on stdin and answering on stdout; a dead worker fails
 its one run, is replaced, and the others finish. Two workers never train one run: the
 run folder's lock (``training.run_lock``) makes the second wait and reuse the result.
+
+A worker that stops making progress (SIGSTOP, a call stuck in a GPU driver or on a dead
+network mount) would hold its run, and its run's lock, for ever: a worker that prints
+nothing for ``stall`` seconds, not even a heartbeat, is killed and its run retried once,
+then failed by name. The heartbeat comes from the training loop itself (a Keras callback
+at each batch, on the answer channel, at most every ``HEARTBEAT_SECONDS``), not from a
+timer thread, which would beat on while the training thread is stuck; and it travels on
+the pipe the driver already reads rather than as a file's mtime, which a dead mount would
+freeze the driver on too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +38,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 CONTROL = "@@pool "  # prefix of a worker's answer lines; everything else is progress
+WORKER_COMMAND = (sys.executable, "-m", "cifar_utils.pool")
+HEARTBEAT_SECONDS = 10.0  # a training worker says it is alive at most this often
+# A worker silent this long (no line, no heartbeat) is taken for hung. The longest silence
+# of a healthy worker is its first task's start (imports, data) or what follows a run's
+# last epoch, which beats no batch: 310.7 s for experiment 21 in the cost table (costs.py),
+# whose CPU may be 5x faster than another; epochs beat every batch (the slowest is 193.5 s).
+STALL_SECONDS = 1800.0
 
 
 @dataclass(frozen=True)
@@ -111,12 +129,13 @@ class Tally:
     def __init__(self, tasks: list[RunTask], say: Callable[[str], None], name: str, deadline: float | None = None):
         self.total, self.total_cost = len(tasks), sum(t.cost() for t in tasks) or 1.0
         self.say, self.name, self.deadline = say, name, deadline
-        self.result, self.lock = PoolResult(), threading.Lock()
+        self.result, self.lock, self.quiet = PoolResult(), threading.Lock(), False
         self.start, self.done_cost = time.monotonic(), 0.0
 
     def tell(self, text: str) -> None:
         with self.lock:
-            self.say(text)
+            if not self.quiet:
+                self.say(text)
 
     def report(self, task: RunTask, ok: bool, detail: str) -> None:
         with self.lock:
@@ -125,36 +144,67 @@ class Tally:
             done = len(self.result.finished) + len(self.result.failed)
             elapsed = time.monotonic() - self.start
             left = self.total_cost - self.done_cost
-            eta = f"ETA {_duration(elapsed / self.done_cost * left)}" if done < self.total else "all runs finished"
-            self.say(f"{self.name}: {done}/{self.total} runs done ({task.label} {'done: ' if ok else 'FAILED: '}"
-                     f"{detail}); {_duration(elapsed)} elapsed, {eta}")
+            eta = f", ETA {_duration(elapsed / self.done_cost * left)}" if done < self.total else ""
+            if not self.quiet:
+                self.say(f"{self.name}: {done}/{self.total} runs done ({task.label} {'done: ' if ok else 'FAILED: '}"
+                         f"{detail}); {_duration(elapsed)} elapsed{eta}")
 
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() - self.start > self.deadline
 
-    def finish(self, pending: list[RunTask]) -> PoolResult:
+    def silence(self) -> None:
+        """Say nothing more: the caller was interrupted and says so itself, in one line."""
+        with self.lock:
+            self.quiet = True
+
+    def finish(self, pending: list[RunTask], why: str | None = None) -> PoolResult:
+        """The last line: how many runs finished, which failed, which never started and why
+        (``why``: the deadline unless told)."""
+        self.result.not_started = list(pending)
+        failed = self.result.failed
+        parts = [f"{len(self.result.finished)} of {self.total} runs finished"]
+        if failed:
+            parts.append(f"{len(failed)} FAILED: {_labels([task for task, _ in failed])}")
         if pending:
-            self.result.not_started = list(pending)
-            self.say(f"{self.name}: deadline of {self.deadline:.0f} s reached: {len(pending)} run(s) not started: "
-                     + ", ".join(t.label for t in pending[:10]) + (" ..." if len(pending) > 10 else ""))
+            why = why or f"deadline of {self.deadline:.0f} s reached"
+            parts.append(f"{why}: {len(pending)} run(s) not started: {_labels(pending)}")
+        self.tell(f"{self.name}: {'; '.join(parts)}")
         return self.result
 
 
+def _labels(tasks: list[RunTask], shown: int = 10) -> str:
+    return ", ".join(t.label for t in tasks[:shown]) + (" ..." if len(tasks) > shown else "")
+
+
 class _Worker:
-    """One worker process and the task it holds."""
+    """One worker process, the task it holds, and its output lines as they come (a thread
+    reads them, so the driver can wait for the next one with a time limit)."""
 
     def __init__(self, index: int, gpus: list[str]):
         self.index = index
-        self.process = subprocess.Popen([sys.executable, "-m", "cifar_utils.pool"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        self.process = subprocess.Popen(list(WORKER_COMMAND), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, bufsize=1,
                                         env=worker_environment(index, gpus))
         self.task: RunTask | None = None
         self.tail: list[str] = []
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)  # the process closed its output: it died or ended
 
     def give(self, task: RunTask) -> None:
         self.task, self.tail = task, []
         self.process.stdin.write(task.to_json() + "\n")
         self.process.stdin.flush()
+
+    def end(self) -> None:
+        """Kill it now: SIGKILL ends a stopped or hung process too, and frees its run's lock."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -165,15 +215,21 @@ class _Worker:
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self.end()
+
+
+_STALLED = "stalled"  # what _follow returns for a worker silent for the stall time
 
 
 def run_pool(tasks: Iterable[RunTask], jobs: int = 1, say: Callable[[str], None] = print,
-             is_progress: Callable[[str], bool] = lambda line: True, deadline: float | None = None) -> PoolResult:
+             is_progress: Callable[[str], bool] = lambda line: True, deadline: float | None = None,
+             stall: float = STALL_SECONDS) -> PoolResult:
     """Train ``tasks`` on ``jobs`` workers, longest first; one line per event with runs
     done / total and an ETA over the whole pool. A failing run is named and the others
     finish; the result lists both. After ``deadline`` seconds no new run starts (the ones
-    under way finish): for a machine lent for a fixed time, whose next call resumes."""
+    under way finish): for a machine lent for a fixed time, whose next call resumes. A
+    worker silent for ``stall`` seconds is killed; its run is retried once (not after the
+    deadline), then failed. Interrupted, it kills its workers (finished runs stay on disk)."""
     pending = sorted(tasks, key=lambda t: -t.cost())
     tally = Tally(pending, say, "pool", deadline)
     if not pending:
@@ -181,52 +237,86 @@ def run_pool(tasks: Iterable[RunTask], jobs: int = 1, say: Callable[[str], None]
     gpus = gpu_ids()
     say(f"pool: {tally.total} runs on {min(jobs, tally.total)} worker(s)"
         + (f", GPUs {', '.join(gpus)} round-robin" if gpus else ", no GPU"))
-    report = tally.report
+    workers: list[_Worker] = []
+    retried: set[int] = set()
 
     def next_task() -> RunTask | None:
         with tally.lock:
-            return None if tally.expired() or not pending else pending.pop(0)
+            return None if tally.quiet or tally.expired() or not pending else pending.pop(0)
+
+    def stalled(task: RunTask, worker: _Worker) -> None:
+        """Retry a hung worker's run once, before the deadline; else fail it by name."""
+        silent = f"no output and no heartbeat for {stall:.0f} s: its worker (pid {worker.process.pid}) was killed"
+        with tally.lock:
+            retry = id(task) not in retried and not tally.expired()
+            if retry:
+                retried.add(id(task))
+                pending.insert(0, task)
+        if retry:
+            tally.tell(f"pool: {task.label}: {silent}; retrying it once (it resumes from its last checkpoint)")
+            return
+        why = "a second time" if id(task) in retried else "after the deadline, so not retried"
+        tally.report(task, False, f"{silent}, {why}; its folder keeps the last checkpoint for the next invocation")
 
     def serve(index: int) -> None:
         worker = None
         while (task := next_task()) is not None:
             if worker is None or worker.process.poll() is not None:
                 worker = _Worker(index, gpus)
+                workers.append(worker)
             try:
                 worker.give(task)
             except (BrokenPipeError, OSError):
-                report(task, False, "the worker process died before the run started")
+                tally.report(task, False, "the worker process died before the run started")
                 worker = None
                 continue
-            outcome = _follow(worker, say, is_progress)
-            if outcome is None:  # the worker died mid-run
+            outcome = _follow(worker, tally.tell, is_progress, stall)
+            if outcome is _STALLED:
+                worker.end()
+                stalled(task, worker)
+                worker = None
+            elif outcome is None:  # the worker died mid-run
                 code = worker.process.wait()
-                report(task, False, f"the worker process died (exit {code}); last lines: "
-                                    + " | ".join(line.strip() for line in worker.tail[-3:]))
+                tally.report(task, False, f"the worker process died (exit {code}); last lines: "
+                                          + " | ".join(line.strip() for line in worker.tail[-3:]))
                 worker = None
             else:
-                report(task, *outcome)
+                tally.report(task, *outcome)
         if worker is not None:
             worker.close()
 
     threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(min(jobs, tally.total))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C: no worker may train on unwatched
+        tally.silence()
+        for worker in list(workers):
+            worker.end()
+        raise
     return tally.finish(pending)
 
 
-def _follow(worker: _Worker, say: Callable[[str], None], is_progress: Callable[[str], bool]):
-    """Relay a worker's progress lines until it answers; None if it died first."""
-    for line in worker.process.stdout:
+def _follow(worker: _Worker, say: Callable[[str], None], is_progress: Callable[[str], bool], stall: float):
+    """Relay a worker's progress lines until it answers: (ok, detail); None if it died
+    first; ``_STALLED`` if it printed nothing, not even a heartbeat, for ``stall`` seconds."""
+    while True:
+        try:
+            line = worker.lines.get(timeout=stall)
+        except queue.Empty:
+            return _STALLED
+        if line is None:
+            return None
         if line.startswith(CONTROL):
             answer = json.loads(line[len(CONTROL):])
-            return answer["ok"], answer["detail"]
+            if "ok" in answer:
+                return answer["ok"], answer["detail"]
+            continue  # a heartbeat
         worker.tail = (worker.tail + [line])[-20:]
         if line.strip() and is_progress(line):
             say(line.rstrip())
-    return None
 
 
 def _duration(seconds: float) -> str:
@@ -240,8 +330,9 @@ def _duration(seconds: float) -> str:
 _DATA: dict = {}
 
 
-def train_task(task: RunTask):
-    """Train (or reuse) one task's run in this process; returns its record."""
+def train_task(task: RunTask, callbacks: Iterable = ()):
+    """Train (or reuse) one task's run in this process; returns its record. ``callbacks``
+    go to ``run_experiment`` (the heartbeat)."""
     from .data import load_cifar10
     from .training import run_experiment
 
@@ -251,21 +342,52 @@ def train_task(task: RunTask):
     extra = {} if task.checkpoint_seconds is None else {"checkpoint_seconds": task.checkpoint_seconds}
     return run_experiment(task.experiment_object(), epochs=task.epochs, batch_size=task.batch_size,
                           seed=task.seed, data=_DATA[key], out_dir=task.out_dir, force=task.force,
-                          log_every=task.log_every, eval_every=task.eval_every, speed=task.speed, **extra)
+                          log_every=task.log_every, eval_every=task.eval_every, speed=task.speed,
+                          callbacks=list(callbacks), **extra)
+
+
+def heartbeat(beat: Callable[[], None], every: float | None = None):
+    """A Keras callback that calls ``beat`` at most every ``every`` seconds (default
+    ``HEARTBEAT_SECONDS``) as batches and epochs begin: driven by the training loop, so a
+    stopped process or a call stuck in a driver stops it. Begin hooks only, so Keras keeps
+    dispatching its batch-end callbacks asynchronously."""
+    import keras
+
+    every = HEARTBEAT_SECONDS if every is None else every
+
+    class Heartbeat(keras.callbacks.Callback):
+        last = float("-inf")
+
+        def _maybe(self, *args, **kwargs):
+            now = time.monotonic()
+            if now - self.last >= every:
+                self.last = now
+                beat()
+
+        on_epoch_begin = on_train_batch_begin = on_test_batch_begin = on_predict_batch_begin = _maybe
+
+    return Heartbeat()
+
+
+def _answer(payload: dict) -> None:
+    print(CONTROL + json.dumps(payload), flush=True)
 
 
 def _serve_stdin() -> None:
-    """Worker loop: a task per stdin line, an answer per task on stdout."""
+    """Worker loop: a task per stdin line, an answer per task on stdout, heartbeats
+    between. Ctrl-C is the driver's to handle: it kills its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    beat = heartbeat(lambda: _answer({"beat": True}))
     for line in sys.stdin:
         if not line.strip():
             continue
         task = RunTask(**json.loads(line))
         try:
-            record = train_task(task)
+            record = train_task(task, [beat])
             answer = {"ok": True, "detail": f"{record.status}, test acc {record.test_acc:.2f} %"}
         except Exception as error:  # one run's failure must not stop the worker
             answer = {"ok": False, "detail": f"{type(error).__name__}: {error}"}
-        print(CONTROL + json.dumps(answer), flush=True)
+        _answer(answer)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,16 @@ from .course import SUMMARY, chapter_number
 from .folders import ReportFolderError, read_manifest, report_folder_problem, shown_path, write_manifest
 from .reference import made_when, relative_run_dir
 from .summary import SUMMARY_MARKER
-from .training import RECORD_FILE, RunError, RunRecord, evaluation_phrase, record_paths
+from .training import (
+    RECORD_FILE,
+    RunError,
+    RunRecord,
+    _is_disk_full,
+    _storage_error,
+    ensure_space,
+    evaluation_phrase,
+    record_paths,
+)
 
 TEMPLATES = Path(__file__).with_name("templates")
 # Parameters that change how a chapter runs or prints, never its numbers.
@@ -316,20 +325,46 @@ def _report_copies(out_dir: Path, statuses: list[ChapterStatus]) -> dict[str, Pa
 
 
 def _write_report_files(report_dir: Path, html: str, copies: dict[str, Path]) -> None:
-    """Write the report and remove what an earlier report wrote that this one does not hold.
-    The manifest lists the old and new files while writing, so a crash leaves nothing that
-    a later report would take for a reader's; then it lists only the new ones."""
+    """Write the report whole or not at all, then remove what an earlier report wrote that
+    this one does not hold. Every new file goes to a temp file first and replaces the old
+    one only when all are written; the manifest lists the temp files meanwhile, so a crash
+    leaves nothing that a later report would take for a reader's (it removes them). A full
+    disk is named as for a run (``RunStorageError``), and the temp files are removed."""
     earlier = read_manifest(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
     now = {"index.html", *copies}
-    write_manifest(report_dir, earlier | now)
-    index = report_dir / "index.html"
-    tmp = index.with_name(".index.html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, index)
-    (report_dir / "figures").mkdir(exist_ok=True)
-    for name, source in copies.items():
-        shutil.copyfile(source, report_dir / name)
+    temps = {name: _temp_name(name) for name in now}
+    needed = len(html.encode()) + sum(source.stat().st_size for source in copies.values())
+    try:
+        (report_dir / "figures").mkdir(parents=True, exist_ok=True)
+        ensure_space(report_dir, needed + 1e5, "the report")
+        write_manifest(report_dir, earlier | now | set(temps.values()))
+        (report_dir / temps["index.html"]).write_text(html, encoding="utf-8")
+        for name, source in copies.items():
+            shutil.copyfile(source, report_dir / temps[name])
+    except BaseException as error:
+        _remove_temps(report_dir, temps.values(), earlier)
+        if isinstance(error, OSError) and _is_disk_full(error):
+            raise _storage_error(report_dir, "the report", needed, error) from None
+        raise
+    for name, temp in temps.items():
+        os.replace(report_dir / temp, report_dir / name)
     for name in sorted(earlier - now):
         (report_dir / name).unlink(missing_ok=True)
     write_manifest(report_dir, now)
+
+
+def _temp_name(name: str) -> str:
+    """``figures/a.png`` -> ``figures/.a.png.tmp``; the index's is ``.index.html.tmp``."""
+    folder, _, file = name.rpartition("/")
+    return f"{folder}/.{file}.tmp" if folder else f".{file}.tmp"
+
+
+def _remove_temps(report_dir: Path, temps, earlier: set[str]) -> None:
+    """After a failed write: no temp file stays, and the manifest lists what it listed."""
+    for temp in temps:
+        (report_dir / temp).unlink(missing_ok=True)
+    if report_dir.is_dir() and read_manifest(report_dir) != earlier:
+        try:
+            write_manifest(report_dir, earlier)
+        except OSError:
+            pass  # it lists the removed temp files too, which a later report removes again

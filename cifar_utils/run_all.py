@@ -11,8 +11,10 @@ before anything starts, and a report that says exactly what it holds.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -37,7 +39,7 @@ from .course import (  # noqa: E402
     run_settings,
 )
 from .parameters import ParameterError, check_count, check_parameters, check_seeds  # noqa: E402
-from .pool import RunTask, gpu_ids, run_pool  # noqa: E402
+from .pool import STALL_SECONDS, RunTask, gpu_ids, run_pool  # noqa: E402
 from .speed import Speed, add_speed_arguments, speed_from_arguments  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +127,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-only", action="store_true",
                         help="only the training phase: no notebooks, no report (e.g. on a GPU machine)")
     parser.add_argument("--deadline", type=positive_int, metavar="SECONDS",
-                        help="start no new run after this many seconds (the runs under way finish)")
+                        help="start no new run after this many seconds (the runs under way finish); runs left "
+                             "unstarted stop the invocation before the notebooks, exit status 3; the exercises' "
+                             "starter cells are not trained")
+    parser.add_argument("--stall-timeout", type=positive_int, metavar="SECONDS", default=int(STALL_SECONDS),
+                        help="a run that prints nothing, not even a heartbeat, for this long is taken for hung: its "
+                             "worker is ended and the run retried once, then failed; a run folder another process "
+                             f"holds unchanged for this long is given up (default {STALL_SECONDS:.0f})")
     parser.add_argument("--log-every", type=positive_int, help="epochs between progress lines")
     parser.add_argument("--eval-every", type=positive_int, default=1,
                         help="evaluate the test set every N epochs (and the first and last); changes the curves")
@@ -145,6 +153,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--train-only and --reference exclude each other: rendering a reference trains nothing")
     if args.cluster and args.reference:
         parser.error("--cluster and --reference exclude each other: rendering a reference trains nothing")
+    if args.cluster:
+        problem = cluster_problem(args.cluster)
+        if problem:
+            parser.error(problem)
     args.profile = "reference" if args.reference else args.profile or "full"
     profile = PROFILES.get(args.profile, PROFILES["full"])
     args.epochs = args.epochs if args.epochs is not None else profile["epochs"]
@@ -202,6 +214,20 @@ def subset_problem(args: argparse.Namespace) -> str | None:
                    for run in needed_runs(notebook.stem, notebook_parameters(args, notebook))]
     problem = splits_problem(experiments, subset_class_sizes(args.subset))
     return f"--subset {args.subset}: {problem} (or leave those chapters out with --only)" if problem else None
+
+
+def cluster_problem(address: str) -> str | None:
+    """Why ``--cluster address`` cannot work, found before the data loads (no connection
+    is tried here: an unreachable scheduler is named when the training phase starts)."""
+    from .cluster import INSTALL_HINT, parse_address
+
+    try:
+        parse_address(address)
+    except ValueError as error:
+        return f"--cluster {error}"
+    if importlib.util.find_spec("distributed") is None:
+        return f"--cluster {address}: needs Dask's distributed package: {INSTALL_HINT}"
+    return None
 
 
 def unusable_folder(path: Path) -> str | None:
@@ -268,7 +294,9 @@ def notebook_parameters(args: argparse.Namespace, notebook: Path) -> dict:
                   "data_source": args.data, "subset": args.subset, "out_dir": str(args.out),
                   "eval_every": args.eval_every, "log_every": args.log_every, "speed": args.speed, "train": False,
                   "reference_dir": str(args.reference) if args.reference else None, "run_token": args.run_token,
-                  "exercises": args.profile in ("full", "laptop")}  # --quick stays short; a reference trains nothing
+                  # --quick stays short; a reference trains nothing; a deadline bounds training, and the
+                  # exercises' starters would train after the training phase, where it cannot stop them
+                  "exercises": args.profile in ("full", "laptop") and not args.deadline}
     if notebook.stem == SUMMARY:
         del parameters["exercises"]
         parameters["seeds"] = all_seeds(chapter6_parameters(args))
@@ -340,16 +368,37 @@ def _hours(hours: float) -> str:
 
 
 class Progress:
-    """Prefixes each progress line with where it comes from and the elapsed time."""
+    """Prefixes each progress line with where it comes from and the elapsed time; knows
+    the phase under way and the notebook processes running, for an interruption."""
 
     def __init__(self):
         self.start = time.monotonic()
         self.lock = threading.Lock()
+        self.phase = "loading the data"
+        self.children: set[subprocess.Popen] = set()
+        self.stopping = False
 
     def say(self, name: str, text: str) -> None:
         elapsed = int(time.monotonic() - self.start)
         with self.lock:
-            print(f"[{elapsed // 60:3d}m{elapsed % 60:02d}s] {name}: {text}", flush=True)
+            if not self.stopping:
+                print(f"[{elapsed // 60:3d}m{elapsed % 60:02d}s] {name}: {text}", flush=True)
+
+    def stop(self) -> None:
+        """Interrupted: say nothing more, start nothing more, and end the notebooks running
+        (SIGINT first, so papermill shuts its kernel down; killed if it takes 10 s)."""
+        with self.lock:
+            self.stopping = True
+            children = list(self.children)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def is_progress(line: str) -> bool:
@@ -375,12 +424,14 @@ def run_notebook(args: argparse.Namespace, notebook: Path, parameters: dict, pro
     with open(log_path, "w") as log:
         process = subprocess.Popen(papermill_command(notebook, args.out / "notebooks" / notebook.name, params_file),
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        progress.children.add(process)
         for line in process.stdout:
             log.write(line)
             log.flush()
             if is_progress(line):
                 progress.say(name, line.strip().split(" - ", 1)[-1])
         process.wait()
+        progress.children.discard(process)
     ok = process.returncode == 0
     progress.say(name, "done" if ok else f"FAILED (exit {process.returncode}); log: {log_path}")
     return ok
@@ -394,17 +445,39 @@ def train_all(args: argparse.Namespace, notebooks: list[Path], progress: Progres
     def say(text: str) -> None:
         progress.say("train", text)
 
+    settings = {"say": say, "is_progress": is_progress, "deadline": args.deadline, "stall": args.stall_timeout}
     if args.cluster:
         from .cluster import run_on_cluster
 
-        result = run_on_cluster(tasks, args.cluster, say=say, is_progress=is_progress, deadline=args.deadline)
+        result = run_on_cluster(tasks, args.cluster, **settings)
     else:
-        result = run_pool(tasks, args.jobs, say=say, is_progress=is_progress, deadline=args.deadline)
+        result = run_pool(tasks, args.jobs, **settings)
     return [f"{task.label} ({detail})" for task, detail in result.failed], len(result.not_started)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run it all; an interruption or a failure outside any one run or notebook ends it with
+    one line saying what happened (exit 130 for Ctrl-C, 1 otherwise), never a traceback."""
+    from .cluster import ClusterError
+    from .training import RunError
+
     args = parse_args(argv)
+    progress = Progress()
+    try:
+        return run(args, progress)
+    except KeyboardInterrupt:
+        progress.stop()
+        print(f"\nrun_all: interrupted during {progress.phase}. Finished runs are kept in {args.out / 'runs'} and "
+              "an unfinished one keeps its last checkpoint: run the same command again to resume.", flush=True)
+        return 130
+    except (ClusterError, RunError) as error:
+        progress.stop()
+        print(f"run_all: {error}", flush=True)
+        return 1
+
+
+def run(args: argparse.Namespace, progress: Progress) -> int:
+    """Everything ``main`` does, in order: data, training, notebooks, summary, report."""
     notebooks = chapters(args.notebooks, args.only)
     print(f"run_all: {args.profile} profile, {len(notebooks)} chapter(s) + summary, "
           f"epochs {args.epochs or 'per recipe'}, seeds {args.seeds}, batch {args.batch_size or 'per recipe'}, "
@@ -413,26 +486,21 @@ def main(argv: list[str] | None = None) -> int:
     from .backend import backend_name, device_description
 
     print(f"run_all: Keras backend {backend_name()} on {device_description()}", flush=True)
-    progress = Progress()
     failed_runs: list[str] = []
     if args.reference:
         print(f"run_all: rendering from the reference runs in {args.reference}; nothing is trained", flush=True)
     else:
-        warning = cost_warning(args, training_tasks(args, notebooks))
-        if warning:
-            print(f"run_all: WARNING: {warning}", flush=True)
-        if args.train_only:  # first, so a piece stopped mid-way still says what it trained
-            write_profile(args, notebooks)
-        failed_runs, not_started = train_all(args, notebooks, progress)
-        if args.train_only:
-            print(f"run_all: training phase done: {len(failed_runs)} failed, {not_started} not started"
-                  + (f"; FAILED runs: {'; '.join(failed_runs)}" if failed_runs else ""), flush=True)
+        failed_runs, not_started = training_phase(args, notebooks, progress)
+        if args.train_only or not_started:
             return 1 if failed_runs else 3 if not_started else 0
     profile = write_profile(args, notebooks)
     failed: list[str] = []
     stop = threading.Event()
 
     def job(notebook: Path) -> None:
+        if progress.stopping:
+            return
+        progress.phase = f"the notebooks ({notebook.stem} among them)"
         if stop.is_set():
             progress.say(notebook.stem, "not started (an earlier notebook failed; see --continue-on-error)")
             failed.append(notebook.stem)
@@ -443,13 +511,19 @@ def main(argv: list[str] | None = None) -> int:
                 stop.set()
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(job, notebooks))
+        try:
+            list(pool.map(job, notebooks))
+        except BaseException:  # before the pool waits for its threads: end their notebooks
+            progress.stop()
+            raise
     summary = args.notebooks / f"{SUMMARY}.ipynb"
     if summary.exists() and not (failed and not args.continue_on_error):
+        progress.phase = f"the summary notebook ({SUMMARY})"
         if not run_notebook(args, summary, notebook_parameters(args, summary), progress):
             failed.append(SUMMARY)
     report_ok = True
     if not args.no_report and not (failed and not args.continue_on_error):
+        progress.phase = "writing the report"
         report_ok = write_report(args, profile)
     if failed_runs:
         print(f"run_all: FAILED runs: {'; '.join(failed_runs)} (the chapters show them as not run)", flush=True)
@@ -461,6 +535,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run_all: all {len(notebooks) + 1} notebooks ran in {time.monotonic() - progress.start:.0f} s",
           flush=True)
     return 0
+
+
+def training_phase(args: argparse.Namespace, notebooks: list[Path], progress: Progress) -> tuple[list[str], int]:
+    """Train every needed run; say what did not run: with --train-only the phase's tally,
+    else, when the deadline left runs unstarted, that no notebook runs (their exercises
+    would train after the deadline, their chapters would miss those runs)."""
+    warning = cost_warning(args, training_tasks(args, notebooks))
+    if warning:
+        print(f"run_all: WARNING: {warning}", flush=True)
+    if args.deadline and args.profile in ("full", "laptop") and not args.train_only:
+        print("run_all: --deadline: the exercises' starter cells are not trained", flush=True)
+    if args.train_only:  # first, so a piece stopped mid-way still says what it trained
+        write_profile(args, notebooks)
+    os.environ["CIFAR_UTILS_LOCK_WAIT"] = str(args.stall_timeout)  # for the workers and the notebooks
+    progress.phase = "the training phase"
+    failed_runs, not_started = train_all(args, notebooks, progress)
+    failures = f"; FAILED runs: {'; '.join(failed_runs)}" if failed_runs else ""
+    if args.train_only:
+        print(f"run_all: training phase done: {len(failed_runs)} failed, {not_started} not started{failures}",
+              flush=True)
+    elif not_started:
+        print(f"run_all: {not_started} run(s) not started (the deadline, or a lost cluster){failures}. No notebook "
+              "and no report ran: run the same command again to train the rest, then render.", flush=True)
+    return failed_runs, not_started
 
 
 def write_profile(args: argparse.Namespace, notebooks: list[Path]) -> dict:
@@ -564,10 +662,11 @@ def write_report(args: argparse.Namespace, profile: dict) -> bool:
     reader's files since the arguments were checked is named, and nothing in it is touched."""
     from .folders import ReportFolderError
     from .report import build_report
+    from .training import RunStorageError
 
     try:
         index = build_report(args.out, args.report, profile)
-    except ReportFolderError as error:
+    except (ReportFolderError, RunStorageError, OSError) as error:
         print(f"run_all: report NOT written: {error}", flush=True)
         return False
     print(f"run_all: report written to {index}", flush=True)

@@ -4,6 +4,7 @@ and survives a worker killed mid-run without losing or retraining a finished run
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +17,14 @@ pytest.importorskip("distributed", reason="Dask distributed is not installed (pi
 
 from distributed import Client  # noqa: E402
 
-from cifar_utils.cluster import _force_once, local_cluster, parse_address, run_on_cluster  # noqa: E402
+from cifar_utils import cluster  # noqa: E402
+from cifar_utils.cluster import (  # noqa: E402
+    ClusterError,
+    _force_once,
+    local_cluster,
+    parse_address,
+    run_on_cluster,
+)
 from cifar_utils.pool import RunTask  # noqa: E402
 from cifar_utils.training import RunRecord, read_history  # noqa: E402
 
@@ -171,3 +179,131 @@ def test_force_clears_a_run_once_per_invocation_so_a_retry_resumes(tmp_path):
     assert (folder / "checkpoint-e0001.weights.h5").exists()
     _force_once(forced, "second")  # a new invocation with --force starts over
     assert not (folder / "checkpoint-e0001.weights.h5").exists() and not marker.exists()
+
+
+# --- hung workers, a lost scheduler, bad addresses (fake runs, no training) ----------------
+
+@pytest.fixture
+def fake_work(monkeypatch):
+    import fake_cluster_work
+
+    monkeypatch.setattr(cluster, "_train_on_worker", fake_cluster_work.work)
+    monkeypatch.setattr(cluster, "RESTART_SECONDS", 2)
+
+
+def attempts(out: Path, seed: int) -> list[int]:
+    return [int(p.read_text()) for p in sorted(out.glob(f"attempt-{seed}-*"))]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_hung_worker_is_restarted_and_its_run_retried_once_then_failed_by_name(tmp_path, fake_work):
+    # On 41e0ce3 --cluster local:2 waited for ever on a worker stopped with SIGSTOP.
+    lines = []
+    started = time.monotonic()
+    result = run_on_cluster([task(tmp_path, 2, s) for s in (0, 1, 2, 3)], "local:2", say=lines.append, stall=3)
+    text = "\n".join(lines)
+    assert time.monotonic() - started < 120, text
+    assert sorted(t.seed for t in result.finished) == [0, 1, 3], text  # 3 beat for longer than the stall time
+    ((failed, detail),) = result.failed
+    assert failed.seed == 2 and "no output and no heartbeat for 3 s" in detail and "a second time" in detail
+    assert "cluster: exp 2 seed 1: no output and no heartbeat for 3 s: its worker tcp://" in text, text
+    assert "retrying it once" in text and "died while training" not in text
+    assert [len(attempts(tmp_path, s)) for s in (0, 1, 2, 3)] == [1, 2, 2, 1]
+    assert all(gone(pid) for s in (1, 2) for pid in attempts(tmp_path, s))
+    assert lines[-1] == "cluster: 3 of 4 runs finished; 1 FAILED: exp 2 seed 2"
+
+
+def test_the_deadline_holds_while_a_cluster_worker_hangs(tmp_path, fake_work):
+    lines = []
+    result = run_on_cluster([task(tmp_path, 2, 2), task(tmp_path, 2, 0)], "local:1", say=lines.append,
+                            deadline=1, stall=3)
+    ((failed, detail),) = result.failed
+    assert failed.seed == 2 and "after the deadline, so not retried" in detail
+    assert [t.seed for t in result.not_started] == [0] and not result.finished
+    assert lines[-1].endswith("deadline of 1 s reached: 1 run(s) not started: exp 2 seed 0")
+
+
+def _scheduler(tmp_path):
+    scheduler_file = tmp_path / "scheduler.json"
+    process = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return process, json.loads(scheduler_file.read_text())["address"]
+
+
+def test_a_scheduler_lost_mid_run_names_the_runs_not_finished(tmp_path, fake_work, monkeypatch, capfd):
+    # On 41e0ce3 a scheduler killed mid-run ended in a raw FuturesCancelledError.
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 3)
+    scheduler, address = _scheduler(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                               "--no-nanny", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=env)
+    lines = []
+
+    def say(line):
+        lines.append(line)
+        if "seed 7: epoch" in line:
+            scheduler.kill()
+
+    try:
+        result = run_on_cluster([task(tmp_path, 2, 7), task(tmp_path, 2, 0)], address, say=say)
+    finally:
+        for process in (worker, scheduler):
+            process.kill()
+            process.wait(timeout=60)
+    ((failed, detail),) = result.failed
+    assert failed.seed == 7 and detail.startswith(f"not finished: lost the Dask scheduler at {address} (")
+    assert [t.seed for t in result.not_started] == [0] and not result.finished
+    assert lines[-1].startswith(f"cluster: 0 of 2 runs finished; 1 FAILED: exp 2 seed 7; lost the Dask scheduler "
+                                f"at {address} (") and lines[-1].endswith("1 run(s) not started: exp 2 seed 0")
+    assert "ERROR" not in capfd.readouterr().err  # Dask's own log line about it stays quiet
+
+
+def test_an_unreachable_scheduler_is_named_at_once(tmp_path):
+    # On 41e0ce3 a bad address gave a raw ConnectionError after 30 s.
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match=f"cluster: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: "
+                                           "Connection refused"):
+        run_on_cluster([task(tmp_path)], f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 10
+    for bad in ("tcp://host:port", "tcp://:8786", "host:0", "host:70000"):
+        with pytest.raises(ValueError, match="scheduler address"):
+            parse_address(bad)
+
+
+def test_a_run_waiting_for_a_worker_to_join_is_not_taken_for_hung(tmp_path, fake_work):
+    scheduler, address = _scheduler(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-nanny",
+               "--no-dashboard"]
+    worker = None
+
+    def join_late():  # the only worker joins after three times the stall time
+        nonlocal worker
+        worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+    timer = threading.Timer(6, join_late)
+    timer.start()
+    lines = []
+    try:
+        result = run_on_cluster([task(tmp_path, 2, 0)], address, say=lines.append, stall=2)
+    finally:
+        timer.join()
+        for process in (worker, scheduler):
+            process.kill()
+            process.wait(timeout=60)
+    assert [t.seed for t in result.finished] == [0] and not result.failed, lines
+    assert "waiting for a worker" in lines[0] and not any("no heartbeat" in line for line in lines)

@@ -3,11 +3,16 @@ worker replaced, GPUs shared."""
 
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 
-from cifar_utils.pool import RunTask, run_pool, worker_environment
+import pytest
+
+from cifar_utils import pool
+from cifar_utils.costs import CPU_AFTER_SECONDS, CPU_EPOCH_SECONDS
+from cifar_utils.pool import STALL_SECONDS, RunTask, heartbeat, run_pool, train_task, worker_environment
 from cifar_utils.training import RunRecord
 
 
@@ -89,3 +94,89 @@ def test_no_run_starts_after_the_deadline(tmp_path):
     assert len(result.finished) == 1 and not result.failed  # the first started at once and finished
     assert sorted(t.seed for t in result.not_started) == [1, 2]
     assert "deadline of 1 s reached: 2 run(s) not started" in "\n".join(lines)
+
+
+# --- hung workers, the deadline, the last line, Ctrl-C (fake workers, no training) ---------
+
+FAKE_WORKER = (sys.executable, str(Path(__file__).with_name("fake_pool_worker.py")))
+
+
+@pytest.fixture
+def fake_workers(monkeypatch):
+    monkeypatch.setattr(pool, "WORKER_COMMAND", FAKE_WORKER)
+
+
+def attempts(out: Path, seed: int) -> list[int]:
+    """The pids of the fake worker's attempts at ``seed``, in order."""
+    return [int(p.read_text()) for p in sorted(out.glob(f"attempt-{seed}-*"))]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_hung_worker_is_killed_and_its_run_retried_once_then_failed_by_name(tmp_path, fake_workers):
+    # On 41e0ce3 a worker stopped with SIGSTOP made the pool wait for ever.
+    lines = []
+    started = time.monotonic()
+    result = run_pool([task(tmp_path, 2, s) for s in (0, 1, 2, 3)], jobs=2, say=lines.append, stall=2)
+    text = "\n".join(lines)
+    assert time.monotonic() - started < 60, text
+    assert sorted(t.seed for t in result.finished) == [0, 1, 3], text  # 3 beat for twice the stall time
+    ((failed, detail),) = result.failed
+    assert failed.seed == 2 and "no output and no heartbeat for 2 s" in detail and "a second time" in detail
+    assert "exp 2 seed 1: no output and no heartbeat for 2 s: its worker (pid " in text and "retrying it once" in text
+    assert [len(attempts(tmp_path, s)) for s in (0, 1, 2, 3)] == [1, 2, 2, 1]  # retried once, not more
+    assert all(gone(pid) for s in (1, 2) for pid in attempts(tmp_path, s))  # no stopped worker left behind
+    assert lines[-1] == "pool: 3 of 4 runs finished; 1 FAILED: exp 2 seed 2"
+
+
+def test_the_deadline_holds_while_a_worker_hangs(tmp_path, fake_workers):
+    # On 41e0ce3 --deadline was ignored while a worker hung: the pool waited for ever.
+    lines = []
+    started = time.monotonic()
+    result = run_pool([task(tmp_path, 2, 2), task(tmp_path, 2, 0)], jobs=1, say=lines.append, deadline=1, stall=2)
+    assert time.monotonic() - started < 30
+    ((failed, detail),) = result.failed
+    assert failed.seed == 2 and "after the deadline, so not retried" in detail
+    assert [t.seed for t in result.not_started] == [0] and not result.finished
+    assert len(attempts(tmp_path, 2)) == 1 and gone(attempts(tmp_path, 2)[0])
+    assert lines[-1] == ("pool: 0 of 2 runs finished; 1 FAILED: exp 2 seed 2; deadline of 1 s reached: "
+                         "1 run(s) not started: exp 2 seed 0")
+
+
+def test_the_last_line_says_how_many_finished_and_which_failed(tmp_path, fake_workers):
+    # On 41e0ce3 the pool said "all runs finished" right after a run failed.
+    lines = []
+    result = run_pool([task(tmp_path, 2, s) for s in (0, 5, 3)], jobs=1, say=lines.append)
+    assert len(result.finished) == 2 and [t.seed for t, _ in result.failed] == [5]
+    assert not any("all runs finished" in line for line in lines)
+    assert "pool: 3/3 runs done (exp 2 seed 3 done: completed" in lines[-2] and "ETA" not in lines[-2]
+    assert lines[-1] == "pool: 2 of 3 runs finished; 1 FAILED: exp 2 seed 5"
+
+
+def test_an_interrupted_pool_kills_its_workers_and_says_nothing_more(tmp_path, fake_workers):
+    lines = []
+
+    def say(line):
+        lines.append(line)
+        if "seed 2: epoch" in line:  # the worker is about to stop itself: interrupt the driver
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    with pytest.raises(KeyboardInterrupt):
+        run_pool([task(tmp_path, 2, 2), task(tmp_path, 2, 0)], jobs=1, say=say, stall=60)
+    (pid,) = attempts(tmp_path, 2)
+    time.sleep(0.5)
+    assert gone(pid) and lines[-1].endswith("seed 2: epoch 1/1") and not attempts(tmp_path, 0)
+
+
+def test_a_training_worker_beats_while_batches_run(tmp_path):
+    beats = []
+    two_epochs = RunTask(2, 0, str(tmp_path), data_source="sample", subset=200, epochs=2, batch_size=64)
+    train_task(two_epochs, [heartbeat(lambda: beats.append(time.monotonic()), every=0)])
+    assert len(beats) > 2 * 4  # every batch of 2 epochs of 200 images at batch 64, and their evaluations
+    assert STALL_SECONDS >= 5 * max(CPU_AFTER_SECONDS.values()) and STALL_SECONDS >= 5 * max(
+        CPU_EPOCH_SECONDS.values())  # silence of a healthy worker on a 5x slower CPU than the cost table's

@@ -1,19 +1,32 @@
 """./run_all.sh's contract without a full run: arguments checked before anything trains, a
 report that holds only what it says, a summary that never averages unlike runs."""
 
+import errno
 import json
+import os
 import shutil
+import signal
+import socket
+import sys
+import threading
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from cifar_utils import load_cifar10, run_experiment
+from cifar_utils import load_cifar10, report, run_experiment, training
 from cifar_utils import run_all as driver
 from cifar_utils.report import build_report, chapter_status
 from cifar_utils.summary import Summary
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def lock_wait_restored(monkeypatch):
+    """``main`` sets $CIFAR_UTILS_LOCK_WAIT for its workers; no other test may inherit it."""
+    monkeypatch.setenv("CIFAR_UTILS_LOCK_WAIT", "1800")
 
 
 # --- arguments --------------------------------------------------------------------------
@@ -30,6 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
     (["--quick", "--jobs", "0"], "--jobs: '0': must be at least 1"),
     (["--quick", "--epochs", "two"], "--epochs: 'two' is not a whole number"),
     (["--quick", "--reference", "results"], "--quick and --reference exclude each other"),
+    # On 41e0ce3 these were found only after the data loaded, with a raw traceback.
+    (["--quick", "--cluster", "local:0"], "--cluster 'local:0': a local cluster is local:N with N >= 1"),
+    (["--quick", "--cluster", "local:x"], "--cluster 'local:x': a local cluster is local:N with N >= 1"),
+    (["--quick", "--cluster", "tcp://gpu-head:port"], "--cluster 'tcp://gpu-head:port': give a scheduler address"),
+    (["--quick", "--stall-timeout", "0"], "--stall-timeout: '0': must be at least 1"),
 ])
 def test_bad_arguments_are_refused_by_name(argv, message, capsys):
     # On b2552c0 --epochs 0, --subset 0 and --seeds '' silently became the defaults (300
@@ -242,3 +260,126 @@ def test_only_the_shipped_reference_writes_the_committed_report_by_default(tmp_p
     other = tmp_path / "other-reference"
     other.mkdir()
     assert driver.parse_args(["--reference", str(other), "--out", str(tmp_path / "o")]).report == tmp_path / "o-report"
+
+
+# --- a full disk while writing the report --------------------------------------------------
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("how", ["while copying a figure", "before writing"])
+def test_a_full_disk_leaves_the_last_report_whole_and_says_so_like_a_run(how, tmp_path, monkeypatch, capsys):
+    # On 41e0ce3 a full disk gave a raw OSError 28 and left .index.html.tmp beside a new
+    # index whose figures were missing.
+    out, report_dir = tmp_path / "out", tmp_path / "report"
+    out.mkdir()
+    profile = {"run_token": "now", "parameters": {"01_a": {"epochs": 2}}}
+    fake_executed(out, "01_a", {"epochs": 2, "run_token": "now"}, "now", ["01_exp01_history.png"])
+    build_report(out, report_dir, profile)
+    (report_dir / "index.html").write_text("the last report")
+    before = _listing(report_dir)
+
+    if how == "before writing":
+        real = training.shutil.disk_usage
+        monkeypatch.setattr(training.shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    else:
+        def full(source, destination):
+            Path(destination).write_bytes(b"half a figure")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(report.shutil, "copyfile", full)
+    args = driver.parse_args(["--quick", "--out", str(out), "--report", str(report_dir)])
+    assert driver.write_report(args, profile) is False
+    line = capsys.readouterr().out
+    assert line.startswith(f"run_all: report NOT written: {report_dir}: not enough disk space to write the report: "
+                           "about ") and "MB needed" in line and line.count("\n") == 1
+    assert _listing(report_dir) == before  # no temp file, the last report as it was
+    with pytest.raises(training.RunStorageError):
+        build_report(out, report_dir, profile)
+    assert _listing(report_dir) == before
+
+
+# --- the cluster argument, the deadline, Ctrl-C --------------------------------------------
+
+def test_a_cluster_without_dask_is_refused_before_anything_loads(monkeypatch, capsys):
+    real = driver.importlib.util.find_spec
+    monkeypatch.setattr(driver.importlib.util, "find_spec", lambda name: None if name == "distributed" else real(name))
+    with pytest.raises(SystemExit):
+        driver.parse_args(["--quick", "--cluster", "local:2"])
+    assert "--cluster local:2: needs Dask's distributed package: install the cluster extra" in capsys.readouterr().err
+
+
+def test_an_unreachable_cluster_is_one_line_naming_the_address(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    code = driver.main(["--quick", "--train-only", "--cluster", f"tcp://127.0.0.1:{port}", "--out", str(tmp_path)])
+    out = capsys.readouterr()
+    assert code == 1 and "Traceback" not in out.out + out.err
+    assert out.out.splitlines()[-1].startswith(f"run_all: cluster: cannot reach the Dask scheduler at "
+                                               f"tcp://127.0.0.1:{port}: Connection refused")
+
+
+def _no_notebooks(*args, **kwargs):
+    raise AssertionError("a notebook started")
+
+
+def test_runs_left_by_the_deadline_stop_the_invocation_before_the_notebooks(tmp_path, monkeypatch, capsys):
+    # On 41e0ce3 --deadline without --train-only ran every notebook on missing runs, trained
+    # their exercises after the deadline, and said "all notebooks ran" with exit status 0.
+    monkeypatch.setattr(driver, "train_all", lambda args, notebooks, progress: (["exp 3 seed 0 (boom)"], 4))
+    monkeypatch.setattr(driver, "run_notebook", _no_notebooks)
+    code = driver.main(["--quick", "--deadline", "60", "--out", str(tmp_path / "out"), "--report",
+                        str(tmp_path / "report")])
+    out = capsys.readouterr().out
+    assert code == 1 and "notebooks ran" not in out and not (tmp_path / "report").exists()
+    assert "run_all: 4 run(s) not started (the deadline, or a lost cluster); FAILED runs: exp 3 seed 0 (boom). " \
+           "No notebook and no report ran: run the same command again" in out
+    monkeypatch.setattr(driver, "train_all", lambda args, notebooks, progress: ([], 4))
+    assert driver.main(["--quick", "--deadline", "60", "--out", str(tmp_path / "out")]) == 3
+
+
+def test_with_a_deadline_the_exercises_are_not_trained():
+    notebook = driver.chapters(ROOT / "notebooks", ["01"])[0]
+    laptop = ["--profile", "laptop", "--data", "x.npz"]
+    assert driver.notebook_parameters(driver.parse_args(laptop), notebook)["exercises"] is True
+    assert driver.notebook_parameters(driver.parse_args([*laptop, "--deadline", "600"]), notebook)["exercises"] is False
+
+
+def test_ctrl_c_in_the_training_phase_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    # On 41e0ce3 Ctrl-C printed a raw KeyboardInterrupt traceback.
+    def interrupted(args, notebooks, progress):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(driver, "train_all", interrupted)
+    assert driver.main(["--quick", "--train-only", "--out", str(tmp_path)]) == 130
+    out = capsys.readouterr()
+    last = out.out.strip().splitlines()[-1]
+    assert last == (f"run_all: interrupted during the training phase. Finished runs are kept in {tmp_path / 'runs'} "
+                    "and an unfinished one keeps its last checkpoint: run the same command again to resume.")
+    assert "Traceback" not in out.out + out.err
+
+
+def test_ctrl_c_while_notebooks_run_ends_them_and_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(driver, "train_all", lambda args, notebooks, progress: ([], 0))
+    children = []
+    script = "import time; print('exp 1 seed 0: epoch 1/2', flush=True); time.sleep(120)"
+
+    def fake_papermill(notebook, output, params_file):
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        children.append(notebook)
+        return [sys.executable, "-c", script]
+
+    monkeypatch.setattr(driver, "papermill_command", fake_papermill)
+    spawned = []
+    real_popen = driver.subprocess.Popen
+    monkeypatch.setattr(driver.subprocess, "Popen", lambda *a, **k: spawned.append(real_popen(*a, **k)) or spawned[-1])
+    started = time.monotonic()
+    code = driver.main(["--quick", "--only", "01", "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r")])
+    assert code == 130 and time.monotonic() - started < 60
+    assert len(children) == 1 and all(p.poll() is not None for p in spawned)  # the notebook was ended, none started
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err and "KeyboardInterrupt" not in out.out + out.err
+    assert out.out.strip().splitlines()[-1].startswith("run_all: interrupted during the notebooks (01_")

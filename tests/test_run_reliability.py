@@ -6,9 +6,12 @@ and checks the behaviour that replaced it: never a wrong number, never a run stu
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -128,6 +131,74 @@ def test_two_processes_on_one_run_share_its_result(tmp_path):
         assert result == {"test_acc": on_disk["test_acc"], "epochs": on_disk["epochs_completed"]} \
             and result["epochs"] == 4
     assert len(pd.read_csv(record_path.with_name("history.csv"))) == 4
+
+
+# --- an owner that stopped ----------------------------------------------------------------
+
+def _hold(run_dir: Path, label: str, release: threading.Event, touch_every: float | None = None):
+    """Hold ``run_dir``'s lock in a thread (flock excludes two opens in one process too),
+    idle like a stopped process or writing a file like an owner that trains."""
+    held = threading.Event()
+
+    def owner():
+        with training.run_lock(run_dir, label):
+            held.set()
+            while not release.wait(touch_every or 0.05):
+                if touch_every:
+                    with open(run_dir / "history.csv", "a") as history:
+                        history.write("row\n")
+
+    thread = threading.Thread(target=owner, daemon=True)
+    thread.start()
+    assert held.wait(10)
+    return thread
+
+
+def test_a_waiter_names_an_owner_that_makes_no_progress_and_gives_up(tiny, tmp_path, monkeypatch, capsys):
+    # On 41e0ce3 a second invocation waited forever on a run whose owner was stopped (SIGSTOP).
+    run_dir = training.plan_run(2, tiny, 0, tmp_path, 1, 64).run_dir
+    release = threading.Event()
+    thread = _hold(run_dir, "exp 2 seed 0", release)
+    monkeypatch.setenv("CIFAR_UTILS_LOCK_WAIT", "1.5")
+    started = time.monotonic()
+    try:
+        with pytest.raises(training.RunLockTimeout) as caught:
+            run_experiment(2, epochs=1, batch_size=64, data=tiny, out_dir=tmp_path)
+    finally:
+        release.set()
+        thread.join(5)
+    assert time.monotonic() - started < 10
+    owner = f"pid {os.getpid()} on {socket.gethostname()} (exp 2 seed 0) since 20"
+    message = str(caught.value)
+    assert message.startswith(f"{run_dir}: gave up waiting for {owner}") and "changed for 0m02s" in message
+    assert "\n" not in message and "resumes from its last checkpoint" in message
+    out = capsys.readouterr().out
+    assert f"waiting for {run_dir}: {owner}" in out and "giving up if nothing there changes" in out
+    assert not (run_dir / "record.json").exists() and not (run_dir / "params.json").exists()
+
+
+def test_a_waiter_keeps_waiting_while_the_owner_writes_then_reuses_its_folder(tmp_path, capsys):
+    run_dir, release = tmp_path / "run", threading.Event()
+    thread = _hold(run_dir, "exp 2 seed 0", release, touch_every=0.2)
+    threading.Timer(3.0, release.set).start()  # the owner trains for 3 s, three times the wait
+    started = time.monotonic()
+    with training.run_lock(run_dir, "exp 2 seed 0", wait=1.0):
+        assert time.monotonic() - started >= 2.5
+        assert (run_dir / ".lock").read_text().startswith(f"pid {os.getpid()} on ")
+    thread.join(5)
+    out = capsys.readouterr().out
+    assert "waiting for" in out and "still waiting for" in out  # a sign of life while it waits
+
+
+def test_a_bad_lock_wait_setting_is_named(monkeypatch):
+    for bad in ("abc", "0", "-5"):
+        monkeypatch.setenv("CIFAR_UTILS_LOCK_WAIT", bad)
+        with pytest.raises(RunError, match=f"CIFAR_UTILS_LOCK_WAIT='{bad}': give a number of seconds"):
+            training.lock_wait_seconds()
+    monkeypatch.setenv("CIFAR_UTILS_LOCK_WAIT", "90")
+    assert training.lock_wait_seconds() == 90
+    monkeypatch.delenv("CIFAR_UTILS_LOCK_WAIT")
+    assert training.lock_wait_seconds() == training.LOCK_WAIT_SECONDS
 
 
 # --- damaged files ----------------------------------------------------------------------

@@ -1,0 +1,46 @@
+"""A stand-in for ``python -m cifar_utils.pool`` that speaks its protocol in milliseconds:
+what it does with a task depends on the task's seed, so a test can make a worker finish,
+fail, stop itself with SIGSTOP (a hung worker), or stay silent while it beats."""
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+CONTROL = "@@pool "
+
+
+def say(payload: dict) -> None:
+    print(CONTROL + json.dumps(payload), flush=True)
+
+
+def attempt(task: dict) -> int:
+    """Record this attempt (its pid) in the runs folder; return its number, from 1."""
+    folder = Path(task["out_dir"])
+    folder.mkdir(parents=True, exist_ok=True)
+    number = len(list(folder.glob(f"attempt-{task['seed']}-*"))) + 1
+    (folder / f"attempt-{task['seed']}-{number}").write_text(str(os.getpid()))
+    return number
+
+
+def main() -> None:
+    for line in sys.stdin:
+        task = json.loads(line)
+        seed, number = task["seed"], attempt(task)
+        print(f"exp 2 seed {seed}: epoch 1/1", flush=True)
+        if seed == 1 and number == 1 or seed == 2:  # 1 hangs once, 2 every time
+            os.kill(os.getpid(), signal.SIGSTOP)
+        if seed == 3:  # silent but alive: heartbeats only, for 4 s
+            for _ in range(20):
+                say({"beat": True})
+                time.sleep(0.2)
+        if seed == 5:
+            say({"ok": False, "detail": "CifarDataError: fake failure"})
+            continue
+        say({"ok": True, "detail": "completed, test acc 10.00 %"})
+
+
+if __name__ == "__main__":
+    main()
