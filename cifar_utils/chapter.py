@@ -23,7 +23,7 @@ from .costs import MEASURED_ON, cpu_seconds, duration
 from .course import chapter6_settings, run_settings, with_profile
 from .custom import custom_experiment, is_custom
 from .data import CifarData, load_cifar10
-from .experiments import CHAPTERS, Experiment, chapter_experiments, get_experiment
+from .experiments import CHAPTERS, Experiment, Recipe, chapter_experiments, get_experiment
 from .model_code import architecture, code_changes, model_code
 from .models import build_model
 from .noise import settings_problem
@@ -174,15 +174,21 @@ class Chapter:
         else:
             show(f"What changes from experiment {changes_from}:\n\n```diff\n{code_changes(changes_from, exp)}\n```")
 
-    def show_recipe(self, number: int) -> None:
-        """The Keras code of the experiment's recipe as this chapter trains it (its steps per
-        epoch and epochs at these settings): generated from the recipe, tested to build the
-        optimizer and loss that train (tests/test_recipe_code.py)."""
+    def trained_recipe(self, number: int) -> tuple[Recipe, int, int]:
+        """The experiment's recipe as this chapter trains it (its epochs and batch size at
+        these settings), its steps per epoch and its training images (after a validation split)."""
         exp = get_experiment(number)
         recipe = effective_recipe(exp, *run_settings(exp, self.epochs, self.batch_size, every_recipe=self.every_recipe))
         labels = self.data[0][1]
         images = len(validation_split(labels, recipe.validation)[0]) if recipe.validation else len(labels)
-        steps = steps_per_epoch(images, recipe.batch_size)
+        images = min(images, recipe.train_images or images)
+        return recipe, steps_per_epoch(images, recipe.batch_size), images
+
+    def show_recipe(self, number: int) -> None:
+        """The Keras code of the experiment's recipe as this chapter trains it (its steps per
+        epoch and epochs at these settings): generated from the recipe, tested to build the
+        optimizer and loss that train (tests/test_recipe_code.py)."""
+        recipe, steps, images = self.trained_recipe(number)
         per_epoch = f"{steps} step{'s' if steps != 1 else ''} an epoch"
         show(f"How experiment {number} is trained here ({images:,} training images, {per_epoch}):\n\n"
              f"```python\n{recipe_code(recipe, steps)}\n```")
