@@ -95,6 +95,11 @@ def custom_experiment(model_or_builder: keras.Sequential | Callable[[], keras.Se
     configs = [_layer_config(layer) for layer in model.layers]
     if not configs:
         raise ValueError(f"model {model.name!r} has no layers")
+    for config in configs:
+        if config["class_name"] == "Normalization" and config["config"].get("mean") is None:
+            raise ValueError("give Normalization its statistics as arguments, Normalization(mean=..., variance=...) "
+                             "from x_train: try_out rebuilds the model from its config, which keeps those but not "
+                             "what adapt() learnt")
     text = json.dumps(configs, sort_keys=True, default=_json_default)
     digest = hashlib.sha1(text.encode()).hexdigest()[:8]
     name = label or ("your model" if model.name.startswith("sequential") else model.name)

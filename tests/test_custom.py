@@ -56,6 +56,8 @@ def test_the_custom_experiment_builds_the_readers_network_with_fresh_weights():
      "without an activation"),
     (keras.Sequential([keras.Input((32, 32, 3)), layers.Flatten(), layers.Dense(5)]), "10 logits"),
     (keras.Sequential([keras.Input((28, 28, 1)), layers.Flatten(), layers.Dense(10)]), "CIFAR-10 images"),
+    (keras.Sequential([keras.Input((32, 32, 3)), layers.Normalization(), layers.Flatten(), layers.Dense(10)]),
+     "not what adapt"),
 ])
 def test_a_model_the_course_cannot_train_is_refused_by_what_is_wrong(model, message):
     with pytest.raises(ValueError, match=message):
