@@ -15,7 +15,8 @@ plots them, so a chapter prints sentences from the same numbers the figure shows
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import keras
@@ -25,11 +26,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from .data import stratified_share
+from .costs import cpu_seconds, duration
+from .data import load_cifar10, stratified_share
 from .experiments import TTA_KINDS, Recipe, get_experiment
 from .fastnet import WHITENING_IMAGES, image_patches, whitening_weights
 from .models import build_model, compile_model
+from .noise import carry_problem
 from .recipes import learning_rate, make_loss, predict_views, tta_views
+from .training import WEIGHTS_FILE, RunRecord, load_trained_model
 
 NUM_CLASSES = 10
 
@@ -210,15 +214,59 @@ class ViewsEffect(NamedTuple):
     model: str
 
 
-def tiny_model(x_train: np.ndarray, y_train: np.ndarray, epochs: int = 8, seed: int = 0) -> keras.Model:
+TINY_EPOCHS = 8
+TINY_BATCH = 64
+
+
+def _tiny_experiment():
+    return get_experiment(2).vary("translate_flip", augment="translate_flip", translate=2)
+
+
+def tiny_model(x_train: np.ndarray, y_train: np.ndarray, epochs: int = TINY_EPOCHS, seed: int = 0) -> keras.Model:
     """Experiment 2's small network (24,522 parameters) trained in seconds with whole-pixel
     translations and flips, so that its mirror images are images it was trained on."""
     keras.utils.set_random_seed(seed)
-    exp = get_experiment(2).vary("translate_flip", augment="translate_flip", translate=2)
+    exp = _tiny_experiment()
     model = build_model(exp, seed=seed)
-    compile_model(model, exp.recipe, steps_per_epoch=math.ceil(len(x_train) / 64), epochs=epochs)
-    model.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=0)
+    compile_model(model, exp.recipe, steps_per_epoch=math.ceil(len(x_train) / TINY_BATCH), epochs=epochs)
+    model.fit(x_train, y_train, batch_size=TINY_BATCH, epochs=epochs, verbose=0)
     return model
+
+
+class ViewedModel(NamedTuple):
+    """The model the test-time views are tried on, its test images, and what it is."""
+
+    model: keras.Model
+    label: str
+    images: np.ndarray
+    labels: np.ndarray
+    note: str
+
+
+def tta_model(records: Sequence[RunRecord], data, count: int = 1000, say: Callable[[str], None] = print
+              ) -> ViewedModel:
+    """The final model of the first of ``records`` that can carry a verdict and kept its
+    weights, on a stratified ``count`` of ``data``'s test images; else a tiny model trained
+    here in seconds on the bundled sample (``say`` tells its cost first), on the sample's
+    test images. A run too short to judge a technique by shows nothing about its views."""
+    for record in records:
+        if carry_problem({record.name: [record]}) is None and (Path(record.run_dir) / WEIGHTS_FILE).exists():
+            (_, _), (x_test, y_test) = data
+            chosen = tta_images(y_test, count)
+            label = f"experiment {record.experiment}, seed {record.seed}"
+            return ViewedModel(load_trained_model(record), label, x_test[chosen], y_test[chosen],
+                               f"The final model of {label}, trained in this chapter ({record.test_acc:.2f} % "
+                               f"with its own views), on {len(chosen):,} of its test images.")
+    (x_train, y_train), (x_test, y_test) = load_cifar10("sample")
+    exp = _tiny_experiment()
+    say(f"*No run here can carry a verdict with its weights kept, so a tiny model stands in: experiment 2's network "
+        f"trained {TINY_EPOCHS} epochs on the bundled sample's {len(x_train):,} images with translations and flips, "
+        f"{duration(cpu_seconds(exp, TINY_EPOCHS, len(x_train)))} on 2 CPU cores by the cost table (measured at "
+        f"batch 512; it trains at {TINY_BATCH}).*")
+    model = tiny_model(x_train, y_train)
+    return ViewedModel(model, "a tiny model (experiment 2's network)", x_test, y_test,
+                       f"A tiny model trained in this cell (experiment 2's network, {TINY_EPOCHS} epochs on "
+                       f"{len(x_train):,} sample images), on the sample's {len(x_test):,} test images.")
 
 
 def tta_effect(model: keras.Model, images: np.ndarray, labels: np.ndarray, model_label: str,
@@ -266,6 +314,22 @@ def plot_tta(result: ViewsEffect) -> Figure:
     ax.set(ylabel="test accuracy (%)", ylim=(0, min(100, 1.25 * table["accuracy (%)"].max())),
            title=f"{result.model}: same images, paired")
     return fig
+
+
+def describe_tta(viewed: ViewedModel, result: ViewsEffect, level: float = 0.05) -> str:
+    """The figure in a sentence: each kind's accuracy, what it fixed and broke, and whether
+    the difference is beyond chance by the exact McNemar test at ``level``."""
+    table = result.table
+
+    def paired(kind: str) -> str:
+        row = table.loc[kind]
+        verdict = ("within noise" if row["p"] >= level else
+                   "a real gain" if row["fixed"] > row["broken"] else "a real loss")
+        return (f"{kind} ({int(row['views'])} views) **{row['accuracy (%)']:.1f} %**, fixing {int(row['fixed'])} "
+                f"images and breaking {int(row['broken'])} (exact McNemar p = {row['p']:.2f}: {verdict})")
+
+    return (f"{viewed.note} Without views **{table.loc['none', 'accuracy (%)']:.1f} %**; "
+            + "; ".join(paired(kind) for kind in table.index if kind != "none") + ".")
 
 
 def tta_images(labels: np.ndarray, count: int = 1000, seed: int = 0) -> np.ndarray:

@@ -121,3 +121,28 @@ def test_tta_effect_pairs_each_kind_with_no_views_on_the_same_images(data, tiny)
     heights = [p.get_height() for p in fig.axes[-1].patches]
     np.testing.assert_allclose(heights, result.table["accuracy (%)"])
     assert len(ing.tta_images(y_test, 200)) == 200 and len(ing.tta_images(y_test, 10_000)) == len(y_test)
+
+
+def test_tta_uses_a_stored_run_that_can_carry_a_verdict_else_a_tiny_model_said_first(data, tiny, tmp_path,
+                                                                                     monkeypatch):
+    from cifar_utils.training import run_experiment
+
+    short = load_cifar10("sample", subset=300)
+    record = run_experiment(2, epochs=1, batch_size=128, data=short, out_dir=tmp_path)
+    said, trained = [], []
+    monkeypatch.setattr(ing, "tiny_model", lambda *args, **kwargs: trained.append(len(said)) or tiny)
+    viewed = ing.tta_model([record], short, say=said.append)  # 1 epoch on 300 images: no verdict, so tiny
+    assert viewed.model is tiny and trained == [1] and "by the cost table" in said[0]  # the cost, said first
+    assert len(viewed.images) == len(data[1][0]) and "tiny model" in viewed.note
+    monkeypatch.setattr(ing, "carry_problem", lambda runs: None)  # as if it could carry one
+    stored = ing.tta_model([record], short, count=50, say=said.append)
+    assert stored.label == "experiment 2, seed 0" and len(stored.images) == 50 and len(said) == 1
+    (_, _), (x_test, y_test) = short
+    final = 100 * np.mean(predict_views(stored.model, x_test).argmax(axis=1) == y_test.argmax(axis=1))
+    assert final == pytest.approx(record.test_acc)  # the run's own final weights
+    result = ing.tta_effect(stored.model, stored.images, stored.labels, stored.label)
+    sentence = ing.describe_tta(stored, result)
+    row = result.table.loc["flip"]
+    assert f"flip (2 views) **{row['accuracy (%)']:.1f} %**, fixing {int(row['fixed'])} images" in sentence
+    assert sentence.startswith("The final model of experiment 2, seed 0") and ("within noise" in sentence or
+                                                                               "real" in sentence)
