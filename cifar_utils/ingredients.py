@@ -290,7 +290,7 @@ def tta_effect(model: keras.Model, images: np.ndarray, labels: np.ndarray, model
     per_view = keras.ops.convert_to_numpy(keras.ops.softmax(model.predict(np.stack(views), verbose=0), axis=-1))
     averaged = {kind: float(probs[example, truth[example]]) for kind, probs in probabilities.items()}
     return ViewsEffect(pd.DataFrame.from_dict(rows, orient="index"), example, views,
-                         per_view[:, truth[example]], averaged, model_label)
+                       per_view[:, truth[example]], averaged, model_label)
 
 
 def plot_tta(result: ViewsEffect) -> Figure:
