@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import keras
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from . import backend
 from .claims import CONTRADICTED, SUPPORTED, TOO_SHORT, Difference, Judgement, evaluate, get_claim, judge
 from .costs import MEASURED_ON, cpu_seconds, duration
 from .course import chapter6_settings, run_settings, with_profile
+from .custom import custom_experiment, is_custom
 from .data import CifarData, load_cifar10
-from .experiments import CHAPTERS, Experiment, chapter_experiments, distinct_variants, get_experiment
+from .experiments import CHAPTERS, Experiment, Recipe, chapter_experiments, distinct_variants, get_experiment
 from .folders import shown_path
 from .model_code import architecture, code_changes, model_code
 from .models import build_model
@@ -76,6 +79,19 @@ def describe_environment() -> str:
 def results_marker(number: int) -> str:
     """The file a chapter writes last: its presence (with this run's token) means it finished."""
     return f"chapter_{number:02d}.json"
+
+
+def as_experiment(model: int | Experiment | keras.Model | Callable[[], keras.Model]) -> Experiment:
+    """What ``try_out`` trains: a registry experiment or variant as it is, a reader's
+    ``keras.Sequential`` (or a function returning one) as a ``custom`` experiment."""
+    if isinstance(model, keras.Model) or (callable(model) and not isinstance(model, Experiment)):
+        return custom_experiment(model)
+    return get_experiment(model)
+
+
+def exercise_label(exp: Experiment) -> str:
+    """How an exercise's table and legend name a model: a reader's by its name and digest."""
+    return f"{exp.name} [{exp.variant}]" if is_custom(exp) else exp.label
 
 
 class Chapter:
@@ -180,15 +196,21 @@ class Chapter:
         else:
             show(f"What changes from experiment {changes_from}:\n\n```diff\n{code_changes(changes_from, exp)}\n```")
 
-    def show_recipe(self, number: int) -> None:
-        """The Keras code of the experiment's recipe as this chapter trains it (its steps per
-        epoch and epochs at these settings): generated from the recipe, tested to build the
-        optimizer and loss that train (tests/test_recipe_code.py)."""
+    def trained_recipe(self, number: int) -> tuple[Recipe, int, int]:
+        """The experiment's recipe as this chapter trains it (its epochs and batch size at
+        these settings), its steps per epoch and its training images (after a validation split)."""
         exp = get_experiment(number)
         recipe = effective_recipe(exp, *run_settings(exp, self.epochs, self.batch_size, every_recipe=self.every_recipe))
         labels = self.data[0][1]
         images = len(validation_split(labels, recipe.validation)[0]) if recipe.validation else len(labels)
-        steps = steps_per_epoch(images, recipe.batch_size)
+        images = min(images, recipe.train_images or images)
+        return recipe, steps_per_epoch(images, recipe.batch_size), images
+
+    def show_recipe(self, number: int) -> None:
+        """The Keras code of the experiment's recipe as this chapter trains it (its steps per
+        epoch and epochs at these settings): generated from the recipe, tested to build the
+        optimizer and loss that train (tests/test_recipe_code.py)."""
+        recipe, steps, images = self.trained_recipe(number)
         per_epoch = f"{steps} step{'s' if steps != 1 else ''} an epoch"
         show(f"How experiment {number} is trained here ({images:,} training images, {per_epoch}):\n\n"
              f"```python\n{recipe_code(recipe, steps)}\n```")
@@ -281,14 +303,18 @@ class Chapter:
                  "nothing.*")
         return found
 
-    def try_out(self, experiments: Sequence[int | Experiment], epochs: int | None = None, subset: int = 2000,
-                batch_size: int | None = 128) -> list[RunRecord]:
+    def try_out(self, experiments: Sequence[int | Experiment | keras.Model | Callable[[], keras.Model]],
+                epochs: int | None = None, subset: int = 2000, batch_size: int | None = 128,
+                seeds: Sequence[int] = (0,)) -> list[RunRecord]:
         """An exercise's short experiment: each model trained ``epochs`` epochs (3, or fewer
         when the chapter's runs are shorter) on a stratified ``subset`` of the training
-        images, into ``exercises/`` (never mixed with the chapter's runs), then its curves on
-        one axis and its numbers. ``batch_size`` None: each recipe's own."""
+        images for each of ``seeds``, into ``exercises/`` (never mixed with the chapter's
+        runs), then its curves on one axis and its numbers. A model is a registry experiment,
+        a variant (``vary``) or a ``keras.Sequential`` written in the notebook, or a function
+        returning one (``custom``: the study's recipe, fresh weights, a run of its own per
+        config). ``batch_size`` None: each recipe's own."""
         epochs = epochs or min(3, self.epochs or 3)
-        experiments = distinct_variants(get_experiment(e) for e in experiments)
+        chosen = distinct_variants(as_experiment(e) for e in experiments)  # refused before anything else
         from .plots import plot_run_groups
 
         if self.from_reference or not self.exercises:
@@ -297,16 +323,43 @@ class Chapter:
             show(f"*Not run here: {why}. Run the cell yourself to try it (a minute or two on a CPU).*")
             return []
         data = load_cifar10(self.data_source, subset=min(subset, len(self.data[0][0])))
-        records = [run_experiment(exp, epochs=epochs, batch_size=batch_size, data=data, out_dir=self.out_dir /
-                                  "exercises", log_every=epochs) for exp in experiments]
-        labels = [exp.label for exp in experiments]
-        show(pd.DataFrame({"test acc (%)": [f"{r.test_acc:.2f}" for r in records],
-                           "train acc (%)": [f"{r.train_acc:.2f}" for r in records]}, index=labels))
-        fig = plot_run_groups({label: [record] for label, record in zip(labels, records, strict=True)},
-                              title=f"{epochs} epochs on {len(data[0][0]):,} training images")
+        seeds = list(dict.fromkeys(seeds))
+        self._say_exercise_cost(chosen, epochs, batch_size, data, seeds)
+        groups = {exercise_label(exp): run_experiment(exp, epochs=epochs, batch_size=batch_size, data=data,
+                                                      out_dir=self.out_dir / "exercises", log_every=epochs,
+                                                      seeds=seeds) for exp in chosen}
+        show(pd.DataFrame({"test acc (%)": [f"{np.mean([r.test_acc for r in runs]):.2f}" for runs in groups.values()],
+                           "train acc (%)": [f"{np.mean([r.train_acc for r in runs]):.2f}" for runs in groups.values()],
+                           "seeds": [len(runs) for runs in groups.values()],
+                           "parameters": [f"{runs[0].param_count:,}" for runs in groups.values()]},
+                          index=list(groups)))
+        fig = plot_run_groups(groups, title=f"{epochs} epochs on {len(data[0][0]):,} training images")
         show(fig)
         plt.close(fig)
-        return records
+        return [record for runs in groups.values() for record in runs]
+
+    def _say_exercise_cost(self, experiments: list[Experiment], epochs: int, batch_size: int | None, data,
+                           seeds: list[int]) -> None:
+        """Before an exercise trains: its runs and their cost by the cost table (a model of
+        the reader's own is not in it)."""
+        out = self.out_dir / "exercises"
+        todo = [(exp, len(seeds) - len(find_finished(exp, data, epochs, batch_size, seeds, out)))
+                for exp in experiments]
+        todo = [(exp, runs) for exp, runs in todo if runs]
+        if not todo:
+            return
+        images = len(data[0][0])
+        priced = [(exp, runs) for exp, runs in todo if not is_custom(exp)]
+        own = sum(runs for exp, runs in todo if is_custom(exp))
+        parts = [f"{duration(sum(runs * cpu_seconds(exp, epochs, images) for exp, runs in priced))} on 2 CPU cores "
+                 f"by the cost table ({MEASURED_ON})"] if priced else []
+        if own:
+            runs = f"{own} run{'s' if own > 1 else ''}"
+            parts.append(("and " if parts else "") + f"{runs} of a model of your own, which the cost table does not "
+                         "hold (its progress line gives its seconds per epoch)")
+        total = sum(runs for _, runs in todo)
+        show(f"*Training {total} exercise run{'s' if total > 1 else ''} ({epochs} epochs on {images:,} images): "
+             f"{' '.join(parts)}.*")
 
     def all_records(self) -> list[RunRecord]:
         return [r for runs in self.records.values() for r in runs]

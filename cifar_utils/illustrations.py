@@ -373,6 +373,19 @@ def dropout_example(image: np.ndarray, rate: float = 0.3, seed: int = 0, experim
                           get_experiment(experiment).number, " → ".join(path))
 
 
+def neighbour_correlation(activation: np.ndarray) -> float:
+    """The correlation between horizontally and vertically adjacent values of the same
+    channel of a (height, width, channels) map, pooled over channels (each centred on its
+    own mean): near 1, a dropped value is mostly still there in its neighbours, which the
+    next 3x3 conv and the max-pool read too (Tompson et al. 2015's case for dropping whole
+    channels, ``SpatialDropout2D``)."""
+    centred = activation - activation.mean(axis=(0, 1), keepdims=True)
+    pairs = [(centred[:, :-1], centred[:, 1:]), (centred[:-1], centred[1:])]
+    a = np.concatenate([first.ravel() for first, _ in pairs])
+    b = np.concatenate([second.ravel() for _, second in pairs])
+    return float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b)))
+
+
 def plot_dropout_mask(image: np.ndarray, rate: float = 0.3, seed: int = 0, experiment: int = 7,
                       channels: int = 2) -> Figure:
     """Per channel: activation map, random keep-mask, and the masked map scaled by 1 / (1 - rate)."""

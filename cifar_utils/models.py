@@ -19,6 +19,7 @@ from keras import layers
 
 from . import backend
 from .augment import Augment, Translate
+from .custom import KerasSpec
 from .experiments import STUDY_RECIPE, AirbenchSpec, ArchSpec, DenseSpec, Experiment, Recipe, Spec, get_experiment
 from .fastnet import PartialIdentity, PatchWhitening, ScaledBias
 from .recipes import make_loss, make_optimizer
@@ -94,7 +95,8 @@ def _airbench(spec: AirbenchSpec) -> list[keras.layers.Layer]:
     return stack + [layers.MaxPooling2D(3), layers.Flatten(), head, layers.Rescaling(spec.logit_scale)]
 
 
-_BUILDERS = {ArchSpec: _cnn, DenseSpec: _dense, AirbenchSpec: _airbench}
+_BUILDERS = {ArchSpec: _cnn, DenseSpec: _dense, AirbenchSpec: _airbench,
+             KerasSpec: KerasSpec.build_layers}  # a reader's own model (``custom``)
 
 
 def augmentation_layer(recipe: Recipe, seed: int | None = None) -> keras.layers.Layer | None:

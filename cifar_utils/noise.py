@@ -171,6 +171,17 @@ def classify(estimate: float, noise: Noise, expect: int, level: float = LEVEL) -
     return "noise"
 
 
+def smallest_resolved(seeds: int, seed_sd: float, accuracy: float, test_images: int, level: float = LEVEL,
+                      power: float = 0.8) -> float:
+    """The smallest difference (points) between two settings, ``seeds`` runs each, that the
+    rule above calls real with probability ``power``: (z for ``level`` + z for ``power``)
+    standard errors of ``difference_noise`` (seeds' variance 2 sd^2 / n, both sides' test-set
+    variance), normal quantiles, so with few seeds Student's t asks for more. The test set's
+    part does not shrink with seeds: it is a floor no number of runs goes below."""
+    se = math.sqrt(2 * seed_sd ** 2 / seeds + 2 * binomial_var(accuracy, test_images))
+    return float((stats.norm.ppf(1 - level / 2) + stats.norm.ppf(power)) * se)
+
+
 # --- runs that cannot carry a verdict -----------------------------------------------------
 
 def settings_problem(train_images: int, test_images: int, epochs: int, batch_size: int) -> str | None:

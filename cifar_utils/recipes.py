@@ -90,16 +90,25 @@ def steps_per_epoch(train_size: int, batch_size: int) -> int:
     return math.ceil(train_size / batch_size)
 
 
+def tta_views(images: np.ndarray, tta: str = "none") -> list[tuple[np.ndarray, float]]:
+    """The test-time views of ``images`` (``TTA_VIEWS``: flips and whole-pixel shifts with
+    reflect padding) with the weight each gets (``TTA_WEIGHTS``); ``none``: the images."""
+    views = []
+    for (flip, dy, dx), weight in zip(TTA_VIEWS[tta], TTA_WEIGHTS[tta], strict=True):
+        if (flip, dy, dx) == (False, 0, 0):
+            views.append((images, weight))
+            continue
+        shifts = np.full(len(images), dy, "int32"), np.full(len(images), dx, "int32")
+        views.append((keras.ops.convert_to_numpy(translate_images(images, *shifts, np.full(len(images), flip))),
+                      weight))
+    return views
+
+
 def predict_views(model: keras.Model, images: np.ndarray, tta: str = "none", batch_size: int = 512) -> np.ndarray:
     """Class probabilities (the softmax of the networks' logits) averaged over the
     test-time views with their ``TTA_WEIGHTS`` (one view: plain ``predict``)."""
     total = None
-    for (flip, dy, dx), weight in zip(TTA_VIEWS[tta], TTA_WEIGHTS[tta], strict=True):
-        if (flip, dy, dx) == (False, 0, 0):
-            view = images
-        else:
-            shifts = np.full(len(images), dy, "int32"), np.full(len(images), dx, "int32")
-            view = keras.ops.convert_to_numpy(translate_images(images, *shifts, np.full(len(images), flip)))
+    for view, weight in tta_views(images, tta):
         logits = model.predict(view, batch_size=batch_size, verbose=0)
         probabilities = weight * keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
         total = probabilities if total is None else total + probabilities

@@ -182,6 +182,21 @@ def test_dropout_mask_drops_about_rate_and_rescales_survivors(data):
         il.dropout_example(x_train[0], experiment=6)
 
 
+def test_neighbour_correlation_measures_how_alike_adjacent_values_of_a_channel_are(data):
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(64, 64, 4))
+    assert abs(il.neighbour_correlation(noise)) < 0.03  # independent values
+    smooth = np.cumsum(np.cumsum(noise, axis=0), axis=1)  # a random surface: neighbours alike
+    assert il.neighbour_correlation(smooth) > 0.9
+    channels = np.stack([np.full((8, 8), 1.0), np.full((8, 8), 5.0)], axis=-1) + 0.01 * rng.normal(size=(8, 8, 2))
+    assert abs(il.neighbour_correlation(channels)) < 0.5  # each channel centred on its own mean
+    checkerboard = (2.0 * (np.indices((8, 8)).sum(axis=0) % 2) - 1)[..., None]
+    assert il.neighbour_correlation(checkerboard) == pytest.approx(-1.0)  # every neighbour the opposite
+    (x_train, _), _ = data
+    example = il.dropout_example(x_train[0])
+    assert il.neighbour_correlation(example.activation) > 0.5  # the chapter's map: dropping one value is weak
+
+
 def test_he_keeps_the_activation_spread_and_glorot_shrinks_it(spread):
     assert len(spread) == 3 * (15 + 5)
     change = il.spread_change(spread)

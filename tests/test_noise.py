@@ -3,6 +3,8 @@ calls a difference real at most 5 % of the time, for 1, 2, 3 and 5 seeds, and it
 real one. Runs are simulated as the course measures them: a seed-to-seed spread on top of
 the binomial noise of a 10,000-image test set."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,16 @@ def test_single_seed_rule_with_a_measured_setting_is_calibrated(seed_sd):
         runs = simulated(rng, 1, 50, 1, seed_sd) + simulated(rng, 2, 50, 1, seed_sd)
         verdicts.append(evaluate(Difference(1, 2), runs, context)[0])
     assert rate(verdicts, SUPPORTED, CONTRADICTED) <= ALLOWED
+
+
+def test_smallest_resolved_difference_is_z_standard_errors_of_the_rule_and_floored_by_the_test_set():
+    from scipy import stats
+
+    d, accuracy, images = 0.6, 88.0, 10_000
+    sides = [noise.Side((accuracy - d, accuracy, accuracy + d), noise.binomial_var(accuracy, images))] * 2
+    se = noise.difference_noise(*sides).se  # three seeds a side, sample sd d
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert noise.smallest_resolved(3, d, accuracy, images) == pytest.approx(z * se)
+    floor = z * math.sqrt(2 * noise.binomial_var(accuracy, images))
+    assert noise.smallest_resolved(10_000, d, accuracy, images) == pytest.approx(floor, rel=1e-3)
+    assert noise.smallest_resolved(1, d, accuracy, images) > noise.smallest_resolved(5, d, accuracy, images) > floor

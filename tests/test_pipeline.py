@@ -11,11 +11,12 @@ import types
 from html.parser import HTMLParser
 from pathlib import Path
 
+import keras
 import nbformat
 import numpy as np
 import pytest
 
-from cifar_utils.chapter import Chapter
+from cifar_utils.chapter import Chapter, as_experiment
 from cifar_utils.course import CHAPTER_PARAMETERS
 from cifar_utils.experiments import STUDY_EXPERIMENTS, chapter_experiments, get_experiment
 from cifar_utils.model_code import code_changes, model_code, model_differences
@@ -49,7 +50,8 @@ TEACHING_FIGURES = {
     "01_all_examples", "01_all_input_scale", "02_all_parameters", "02_all_train_vs_test", "03_all_dropout_mask",
     "03_all_batch_norm", "03_all_bn_momentum", "03_all_init_spread", "03_all_gap", "04_all_augment_draws",
     "04_all_15_vs_17", "05_all_confusion", "05_all_mistakes", "05_all_accuracy_vs_time", "06_all_factorial",
-    "06_all_grid", "06_all_dropout_sweep", "06_all_accuracy_vs_time",
+    "06_all_grid", "06_all_dropout_sweep", "06_all_accuracy_vs_time", "06_all_schedules", "06_all_label_smoothing",
+    "06_all_whitening", "06_all_tta",
 }
 
 
@@ -140,27 +142,41 @@ def test_chapter_1_shows_the_studys_compile_and_fit_and_trains_only_when_asked(t
     assert not (tmp_path / "runs").exists()
 
 
-def starter_experiments(path):
-    """The experiments a chapter's exercise starter cell hands to ``try_out``."""
-    (cell,) = [c for c in code_cells(path) if "try_out(" in c.source]
-    asked = []
+def starter_calls(path):
+    """What each of a chapter's exercise starter cells hands to ``try_out``: one list per cell."""
+    calls = []
 
     class Recorder:
         def try_out(self, experiments, **_):
-            asked.extend(experiments)
+            calls.append(list(experiments))
 
-    exec(cell.source, {"chapter": Recorder(), "get_experiment": get_experiment})
-    return asked
+    for cell in code_cells(path):
+        if re.search(r"^chapter\.try_out\(", cell.source, re.M):  # a call, not one quoted in a sentence
+            exec(cell.source, {"chapter": Recorder(), "get_experiment": get_experiment, "keras": keras})
+    return calls
+
+
+def starter_experiments(path):
+    """The experiments a chapter's first exercise starter cell hands to ``try_out``."""
+    return starter_calls(path)[0]
 
 
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem != "05_summary"], ids=lambda p: p.stem[:2])
 def test_every_exercise_starter_builds_its_models(path):
-    experiments = starter_experiments(path)
-    assert len(experiments) >= 2, path.name  # a comparison: the chapter's model and a variant
-    models = [build_model(exp) for exp in experiments]
-    assert all(m.count_params() > 0 for m in models)
-    first, second = (get_experiment(e) for e in experiments[:2])
-    assert (first.spec, first.recipe) != (second.spec, second.recipe), path.name  # something to compare
+    for call in starter_calls(path):
+        assert len(call) >= 2, path.name  # a comparison: the chapter's model and a variant
+        experiments = [as_experiment(model) for model in call]
+        models = [build_model(exp) for exp in experiments]
+        assert all(m.count_params() > 0 for m in models)
+        first, second = experiments[:2]
+        assert (first.spec, first.recipe) != (second.spec, second.recipe), path.name  # something to compare
+
+
+def test_chapter_3s_own_dropout_networks_are_experiment_7_and_its_channel_wise_twin():
+    element_wise, channel_wise = starter_calls(NOTEBOOKS[2])[1]
+    assert model_differences(element_wise, build_model(7)) == []  # the code shown is experiment 7's network
+    assert model_differences(channel_wise, build_model(7)) == [
+        f"layer {i}: SpatialDropout2D != Dropout" for i in (2, 5, 8, 11, 14)]  # after each of the five pools
 
 
 def test_a_starter_trains_briefly_into_its_own_folder(tmp_path):
