@@ -238,7 +238,8 @@ def _cpu_reference(made: dict) -> str:
     return (f"the CPU profile: {made.get('epochs')} of the study's 300 epochs on the full data "
             f"(chapter 6's recipes at their own), seeds {made.get('seeds')}; trained with "
             f"{', '.join(made.get('backends') or ['?'])} on {made.get('device')} (CPU {made.get('cpu')}), "
-            f"in {len(pieces) or 1} piece(s), commits {commits}, {when}")
+            f"in {len(pieces) or 1} piece(s), commits {commits}, {when}; trained at low priority beside other "
+            f"work, so its seconds per epoch are not benchmarks (docs/benchmarks.md holds those)")
 
 
 def _slides_only(cell) -> bool:

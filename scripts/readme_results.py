@@ -43,7 +43,8 @@ def results_block(reference: ReferenceRuns, figure: bool) -> str:
     length = f"for {epochs} of its 300 epochs" if epochs else "(length as its profile.json says)"
     lines = [f"**Results so far**, from the CPU reference (`results/reference/`, {held}): the study's recipe "
              f"{length} on the JPEG copy of CIFAR-10 (which costs the study's recipes 2-5 points), "
-             "trained on a 2-core CPU; the study's own numbers are its single 300-epoch runs on a GPU. "
+             "trained on a 2-core CPU; the study's own numbers are its single 300-epoch runs on a GPU. Only test "
+             "accuracy is shown here: the reference was trained beside other work, so its times are not benchmarks. "
              "The rendered report: [`report/index.html`](report/index.html).", "",
              "| experiment | study test acc | ours (test acc) | difference |", "|---|---|---|---|"]
     table = results_table(reference.records, [e.number for e in STUDY_EXPERIMENTS])

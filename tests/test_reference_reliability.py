@@ -363,6 +363,7 @@ def test_an_empty_reference_says_it_holds_no_runs(tmp_path):
                                "reference_made": made}).cells[0].source
     assert "(2 runs of the CPU profile: 30 of the study's 300 epochs on the full data" in cpu
     assert "in 2 piece(s), commits aaa, bbb, 2026-12-01 22:20 UTC to 2026-12-02" in cpu
+    assert "trained at low priority beside other work, so its seconds per epoch are not benchmarks" in cpu
     assert "It holds 2 of its profile's 46 runs; not yet in it: chapter 02 (0 of 4)." in cpu
 
 
