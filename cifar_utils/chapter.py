@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import backend
 from .claims import CONTRADICTED, SUPPORTED, TOO_SHORT, Difference, Judgement, evaluate, get_claim, judge
+from .colab import output_folder
 from .costs import MEASURED_ON, cpu_seconds, duration
 from .course import chapter6_settings, run_settings, with_profile
 from .custom import custom_experiment, is_custom
@@ -119,7 +120,7 @@ class Chapter:
         self.data_source, self.subset, self.log_every = sizes["data_source"], sizes["subset"], given["log_every"]
         self.eval_every, self.speed, self.train = given["eval_every"], given["speed"], given["train"]
         self.run_token, self.exercises = run_token, exercises
-        self.out_dir = Path(out_dir)
+        self.out_dir = Path(output_folder(out_dir))
         self.runs_dir, self.figures_dir = self.out_dir / "runs", self.out_dir / "figures"
         self.reference: ReferenceRuns | None = load_reference(reference_dir) if reference_dir else None
         self.records: dict[int, list[RunRecord]] = {}

@@ -110,3 +110,25 @@ def environment_report() -> list[str]:
 def check_environment() -> None:
     """Print ``environment_report``: the set-up cell's last line, the first thing a learner reads."""
     print("\n".join(environment_report()))
+
+
+DRIVE = "drive"  # the out_dir value that keeps a chapter's runs on Google Drive
+DRIVE_MOUNT = "/content/drive"
+DRIVE_FOLDER = "/content/drive/MyDrive/cifar10-course/output"
+
+
+def output_folder(out_dir):
+    """``out_dir`` as given, or, for ``"drive"``, a folder on Google Drive, mounted here and
+    only when asked: a recycled Colab session loses ``/content`` with every run, and a
+    chapter rerun on Drive resumes each run from its last checkpoint."""
+    if str(out_dir) != DRIVE:
+        return out_dir
+    import sys
+
+    if "google.colab" not in sys.modules:
+        raise ValueError(f'out_dir="{DRIVE}" keeps runs on Google Drive and works in Google Colab only; '
+                         "elsewhere give a folder")
+    from google.colab import drive
+
+    drive.mount(DRIVE_MOUNT)
+    return DRIVE_FOLDER

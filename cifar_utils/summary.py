@@ -21,6 +21,7 @@ import pandas as pd
 from .beyond import FACTORIAL, factorial_experiment, small_label
 from .chapter import BEST_EPOCH_NOTE, show
 from .claims import TOO_SHORT, Effect, OnlyTogether, judge_all
+from .colab import output_folder
 from .course import chapter6_settings, run_settings, with_profile
 from .data import CLASS_NAMES, load_cifar10
 from .experiments import EXPERIMENTS, STUDY_EXPERIMENTS, get_experiment
@@ -54,7 +55,7 @@ class Summary:
                                   "reference_dir": reference_dir, "run_token": run_token, "profile": profile})
         sizes = with_profile(profile, **{k: given[k] for k in ("epochs", "batch_size", "subset", "data_source")})
         epochs, batch_size, subset, data_source = (sizes[k] for k in ("epochs", "batch_size", "subset", "data_source"))
-        self.out_dir = Path(out_dir)
+        self.out_dir = Path(output_folder(out_dir))
         self.figures_dir = self.out_dir / "figures"
         self.run_token, self.figures = run_token, []
         self.epochs, self.batch_size, self.seeds, self.eval_every = epochs, batch_size, given["seeds"], eval_every

@@ -214,3 +214,19 @@ def test_a_chapter_runs_in_a_colab_like_kernel_without_a_restart(tmp_path, monke
     assert not [n for n in STARTUP_NOISE if n in everything], everything[-3000:]
     assert "UserWarning: a real warning" in everything  # Python warnings still show
     assert sorted(p.name for p in stack.iterdir() if "cifar_utils" in p.name) == ours
+
+
+def test_out_dir_drive_mounts_google_drive_only_when_asked(tmp_path, monkeypatch):
+    # A recycled Colab session loses /content; "drive" keeps a chapter's runs on Drive.
+    import types
+
+    from cifar_utils.colab import DRIVE_FOLDER, DRIVE_MOUNT, output_folder
+
+    assert output_folder("output") == "output" and output_folder(tmp_path) == tmp_path
+    with pytest.raises(ValueError, match="works in Google Colab only"):
+        output_folder("drive")
+    mounted = []
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=mounted.append)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    assert output_folder("drive") == DRIVE_FOLDER and mounted == [DRIVE_MOUNT]
