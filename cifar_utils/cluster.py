@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import pickle
+import signal
 import socket
 import sys
 import time
@@ -167,8 +168,40 @@ def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], 
         raise
     finally:
         if cluster is not None:
-            cluster.close()
+            close_local(cluster)
     return tally.finish(pending, session.lost)
+
+
+CLOSE_SECONDS = 60  # a local cluster's close waits this long for its workers, then kills them
+
+
+def _worker_pids(cluster) -> list[int]:
+    """The worker processes of a local cluster (its nannies run in this process)."""
+    pids = []
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        process = getattr(getattr(nanny, "process", None), "process", None)
+        if getattr(process, "pid", None):
+            pids.append(process.pid)
+    return pids
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
+
+
+def close_local(cluster) -> None:
+    """Close a local cluster without hanging on a stopped worker: a nanny ends its worker
+    with SIGTERM, which a stopped process (SIGSTOP, the tests' stand-in for a stuck one)
+    never acts on, and Dask then waits for it for ever. Stopped workers are continued
+    first, and any worker still there after ``CLOSE_SECONDS`` is killed."""
+    pids = _worker_pids(cluster)
+    _signal_all(pids, signal.SIGCONT)
+    try:
+        cluster.close(timeout=CLOSE_SECONDS)
+    except Exception:  # Dask's TimeoutError, or a close that failed part way: end the processes
+        _signal_all(pids, signal.SIGKILL)
 
 
 def _probe(where: str) -> None:
