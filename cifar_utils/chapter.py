@@ -21,7 +21,7 @@ from . import backend
 from .claims import CONTRADICTED, SUPPORTED, TOO_SHORT, Difference, Judgement, evaluate, get_claim, judge
 from .colab import output_folder
 from .costs import MEASURED_ON, cpu_seconds, duration
-from .course import chapter6_settings, run_settings, with_profile
+from .course import chapter6_settings, run_settings, runs_setting, with_profile
 from .custom import custom_experiment, is_custom
 from .data import CifarData, load_cifar10
 from .experiments import CHAPTERS, Experiment, Recipe, chapter_experiments, distinct_variants, get_experiment
@@ -72,7 +72,7 @@ def describe_environment() -> str:
     where = f"**{backend.device_description()}**" if found else "**no GPU** (CPU only)"
     advice = "" if found else (" Full-length runs (300 epochs) take hours per experiment on a CPU: "
                                "use the bundled sample and few epochs (`./run_all.sh --quick`), "
-                               "read the reference results (`reference_dir`), "
+                               "read the reference results (`runs = \"reference\"`), "
                                "or a GPU runtime in Colab (Runtime → Change runtime type).")
     return f"Keras {backend.versions()['keras']} on the **{backend.backend_name()}** backend, {where}.{advice}"
 
@@ -102,13 +102,16 @@ class Chapter:
                  batch_size: int | None = None, seeds: Sequence[int] = (0,), data_source: str | None = None,
                  subset: int | None = None, out_dir: str | os.PathLike = "output",
                  log_every: int | None = None, eval_every: int = 1, speed: dict | Speed | None = None,
-                 train: bool = True, reference_dir: str | os.PathLike | None = None, run_token: str | None = None,
-                 exercises: bool = True, profile: str | None = None):
+                 runs: str | os.PathLike = "train", run_token: str | None = None, exercises: bool = True,
+                 profile: str | None = None, reference_dir: str | os.PathLike | None = None):
+        """``runs``: "train", "reference", "read" or a reference folder (``course.runs_setting``);
+        ``reference_dir`` (not a notebook parameter): the reference to use instead of the course's."""
         given = check_parameters({
             "experiments": experiments, "epochs": epochs, "batch_size": batch_size, "seeds": seeds,
             "data_source": data_source, "subset": subset, "out_dir": out_dir, "log_every": log_every,
-            "eval_every": eval_every, "speed": speed, "train": train, "reference_dir": reference_dir,
-            "run_token": run_token, "exercises": exercises, "profile": profile})
+            "eval_every": eval_every, "speed": speed, "runs": runs, "run_token": run_token, "exercises": exercises,
+            "profile": profile})
+        train, reference = runs_setting(given["runs"], reference_dir)
         if number not in CHAPTERS:
             raise ValueError(f"chapter {number!r}: no such chapter; chapters: {', '.join(map(str, CHAPTERS))}")
         self.number, self.title = number, CHAPTERS[number]
@@ -118,11 +121,11 @@ class Chapter:
         self.profile, self.every_recipe = profile, sizes["every_recipe"]
         self.epochs, self.batch_size, self.seeds = sizes["epochs"], sizes["batch_size"], given["seeds"]
         self.data_source, self.subset, self.log_every = sizes["data_source"], sizes["subset"], given["log_every"]
-        self.eval_every, self.speed, self.train = given["eval_every"], given["speed"], given["train"]
+        self.eval_every, self.speed, self.train = given["eval_every"], given["speed"], train
         self.run_token, self.exercises = run_token, exercises
         self.out_dir = Path(output_folder(out_dir))
         self.runs_dir, self.figures_dir = self.out_dir / "runs", self.out_dir / "figures"
-        self.reference: ReferenceRuns | None = load_reference(reference_dir) if reference_dir else None
+        self.reference: ReferenceRuns | None = load_reference(reference) if reference else None
         self.records: dict[int, list[RunRecord]] = {}
         self.shown: dict[str, str] = {}  # every run this chapter showed: folder name -> record digest
         self.figures: list[str] = []
@@ -144,7 +147,8 @@ class Chapter:
     def setup(self) -> None:
         show(describe_environment())
         if self.from_reference:
-            show(self.reference.describe() + " Nothing is trained in this chapter: it reads those runs.")
+            show(self.reference.describe() + " Nothing is trained in this chapter: it reads those runs. To train "
+                 "runs yourself, set `runs = \"train\"` in the parameters cell.")
             return
         (x_train, y_train), (x_test, _) = self.data
         self._check_splits(y_train)
@@ -155,12 +159,13 @@ class Chapter:
              f"theirs. Seeds {self.seeds}, {evaluation_phrase(self.eval_every)}; "
              f"speed settings: {self.speed.describe()}. "
              f"Experiments in this run: {', '.join(map(str, self.experiments))}."
-             + ("" if self.train else " Runs are read, not trained (`./run_all.sh` trained them first)."))
+             + ("" if self.train else " Runs are read, not trained (`runs = \"read\"`: `./run_all.sh` trained "
+                                      "them first)."))
         problem = settings_problem(len(x_train), len(x_test), self.epochs or 300, self.batch_size or 512)
         if problem:
             show(f"**A smoke test, not an experiment**: these settings cannot carry a verdict ({problem}), so "
                  "every judgement below says *too short to judge*. For real effects use `profile = \"laptop\"` "
-                 "(about 30 minutes on a CPU) or the reference results (`reference_dir`).")
+                 "(about 30 minutes on a CPU) or the reference results (`runs = \"reference\"`).")
         if self.reference is not None:
             show(self.reference.describe() + " Its numbers are shown next to this run's.")
 
@@ -319,9 +324,14 @@ class Chapter:
         from .plots import plot_run_groups
 
         if self.from_reference or not self.exercises:
-            why = ("this chapter renders the reference results and trains nothing" if self.from_reference
-                   else "`exercises=False`, as `./run_all.sh --quick` sets to stay short")
-            show(f"*Not run here: {why}. Run the cell yourself to try it (a minute or two on a CPU).*")
+            if self.from_reference:
+                show("*Not run here: this chapter shows the reference results and trains nothing. To try it, set "
+                     "`runs = \"train\"` in the parameters cell, run that cell and the chapter's set-up cell "
+                     "again, then this one (a minute or two on a CPU).*")
+            else:
+                show("*Not run here: `exercises = False`, as `./run_all.sh --quick` sets to stay short. To try it, "
+                     "set `exercises = True` in the parameters cell and run this cell again (a minute or two on a "
+                     "CPU).*")
             return []
         data = load_cifar10(self.data_source, subset=min(subset, len(self.data[0][0])))
         seeds = list(dict.fromkeys(seeds))

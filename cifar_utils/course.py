@@ -7,16 +7,20 @@ which runs a chapter shows. Chapter 6's sweeps are defined in ``beyond``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from .beyond import chapter6_runs
 from .experiments import Experiment, chapter_experiments, get_experiment
-from .parameters import check_parameters
+from .parameters import READ, REFERENCE, RUNS_MODES, TRAIN, ParameterError, check_parameters, check_path, check_runs
 
 SUMMARY = "05_summary"
 # What a chapter notebook's parameters mean (README and --help repeat it).
 CHAPTER_PARAMETERS = ("profile", "epochs", "batch_size", "seeds", "data_source", "subset", "out_dir", "experiments",
-                      "log_every", "eval_every", "speed", "train", "reference_dir", "run_token", "exercises")
+                      "log_every", "eval_every", "speed", "runs", "run_token", "exercises")
+# The course's reference, seen from the notebooks' folder (where a chapter runs, in Colab too).
+DEFAULT_REFERENCE = Path("..") / "results" / "reference"
 # The course's sizes. Each sets the data, seeds, and the epochs and batch size of the
 # runs that use the study's recipe (``run_settings``); chapter 6's own recipes keep theirs,
 # except in quick (``every_recipe``).
@@ -139,3 +143,22 @@ def all_seeds(parameters: dict) -> list[int]:
     for key in ("factorial_seeds", "modern_seeds", "fast_seeds"):
         found |= set(settings[key])
     return sorted(found)
+
+
+def runs_setting(runs: str | os.PathLike, reference_dir: str | os.PathLike | None = None,
+                 ) -> tuple[bool, Path | None]:
+    """(trains, reference folder) for a chapter's ``runs`` parameter, the one choice a
+    reader makes: "reference" shows the course's reference runs (or ``reference_dir``'s)
+    and trains nothing; "train" trains what is missing in the chapter's folder, shown
+    beside the reference when there is one; "read" reads finished runs only (what
+    ``./run_all.sh`` sets once its pool trained them); a path is a reference folder."""
+    runs, given = check_runs("runs", runs), check_path("reference_dir", reference_dir)
+    if runs not in RUNS_MODES:
+        return False, Path(runs)
+    given = Path(given) if given else None
+    found = given or (DEFAULT_REFERENCE if DEFAULT_REFERENCE.is_dir() else None)
+    if runs == REFERENCE and found is None:
+        raise ParameterError("runs", runs, f"no reference folder at {DEFAULT_REFERENCE} (seen from {Path.cwd()}): "
+                             "open the chapter from the course's notebooks/ folder, give a reference folder's "
+                             'path, or set runs = "train" to train the runs here')
+    return {REFERENCE: (False, found), TRAIN: (True, found), READ: (False, None)}[runs]

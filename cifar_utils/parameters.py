@@ -100,12 +100,29 @@ def check_subset(name: str, value) -> int | None:
     return check_count(name, value)
 
 
-def _path(name: str, value, optional: bool = True):
+def check_path(name: str, value, optional: bool = True):
     if value is None and optional:
         return None
     if not isinstance(value, str | os.PathLike) or not str(value):
         raise ParameterError(name, value, "must be a folder or file path (a non-empty string)"
                                           + (" or None" if optional else ""))
+    return value
+
+
+# What a chapter does with runs (the ``runs`` parameter); any other value is a reference folder's path.
+REFERENCE, TRAIN, READ = "reference", "train", "read"
+RUNS_MODES = (REFERENCE, TRAIN, READ)
+
+
+def check_runs(name: str, value) -> str | os.PathLike:
+    """One of ``RUNS_MODES`` or the path of a reference folder. A word that is neither a
+    mode nor an existing folder is refused as a misspelt mode, not looked up as a path."""
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and value in RUNS_MODES):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ParameterError(name, value, f"must be {', '.join(map(repr, RUNS_MODES))} or a reference folder's path")
+    if os.sep not in value and "/" not in value and not os.path.isdir(value):
+        raise ParameterError(name, value, f"not a mode ({', '.join(map(repr, RUNS_MODES))}) nor a folder here")
     return value
 
 
@@ -188,15 +205,14 @@ CHECKS: dict[str, Callable] = {
     "epochs": check_count,
     "batch_size": check_count,
     "seeds": check_seeds,
-    "data_source": _path,
+    "data_source": check_path,
     "subset": check_subset,
-    "out_dir": lambda name, value: _path(name, value, optional=False),
+    "out_dir": lambda name, value: check_path(name, value, optional=False),
     "experiments": _experiments,
     "log_every": check_count,
     "eval_every": lambda name, value: check_count(name, value, optional=False),
     "speed": _speed,
-    "train": check_flag,
-    "reference_dir": _path,
+    "runs": check_runs,
     "run_token": _text,
     "exercises": check_flag,
     # chapter 6's own (None: the profile's)

@@ -50,7 +50,7 @@ from .training import (
 
 TEMPLATES = Path(__file__).with_name("templates")
 # Parameters that change how a chapter runs or prints, never its numbers.
-PRESENTATION_ONLY = {"run_token", "log_every", "speed", "out_dir", "train"}
+PRESENTATION_ONLY = {"run_token", "log_every", "speed", "out_dir"}
 
 
 @dataclass

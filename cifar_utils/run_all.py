@@ -292,8 +292,8 @@ def notebook_parameters(args: argparse.Namespace, notebook: Path) -> dict:
     parameters = {"profile": None if args.profile == "reference" else args.profile,
                   "epochs": args.epochs, "batch_size": args.batch_size, "seeds": args.seeds,
                   "data_source": args.data, "subset": args.subset, "out_dir": str(args.out),
-                  "eval_every": args.eval_every, "log_every": args.log_every, "speed": args.speed, "train": False,
-                  "reference_dir": str(args.reference) if args.reference else None, "run_token": args.run_token,
+                  "eval_every": args.eval_every, "log_every": args.log_every, "speed": args.speed,
+                  "runs": str(args.reference) if args.reference else "read", "run_token": args.run_token,
                   # --quick stays short; a reference trains nothing; a deadline bounds training, and the
                   # exercises' starters would train after the training phase, where it cannot stop them
                   "exercises": args.profile in ("full", "laptop") and not args.deadline}

@@ -22,7 +22,7 @@ from .beyond import FACTORIAL, factorial_experiment, small_label
 from .chapter import BEST_EPOCH_NOTE, show
 from .claims import TOO_SHORT, Effect, OnlyTogether, judge_all
 from .colab import output_folder
-from .course import chapter6_settings, run_settings, with_profile
+from .course import chapter6_settings, run_settings, runs_setting, with_profile
 from .data import CLASS_NAMES, load_cifar10
 from .experiments import EXPERIMENTS, STUDY_EXPERIMENTS, get_experiment
 from .folders import shown_path
@@ -48,18 +48,22 @@ SUMMARY_MARKER = "summary.json"
 class Summary:
     def __init__(self, out_dir: str | os.PathLike = "output", epochs: int | None = None,
                  batch_size: int | None = None, seeds: Sequence[int] = (0,), data_source: str | None = None,
-                 subset: int | None = None, eval_every: int = 1, reference_dir: str | os.PathLike | None = None,
-                 run_token: str | None = None, profile: str | None = None):
+                 subset: int | None = None, eval_every: int = 1, runs: str | os.PathLike = "read",
+                 run_token: str | None = None, profile: str | None = None,
+                 reference_dir: str | os.PathLike | None = None):
+        """``runs`` as a chapter's (``course.runs_setting``); the summary trains nothing, so
+        "train" reads what the chapters trained, like "read"."""
         given = check_parameters({"out_dir": out_dir, "epochs": epochs, "batch_size": batch_size, "seeds": seeds,
                                   "data_source": data_source, "subset": subset, "eval_every": eval_every,
-                                  "reference_dir": reference_dir, "run_token": run_token, "profile": profile})
+                                  "runs": runs, "run_token": run_token, "profile": profile})
+        trains, reference = runs_setting(given["runs"], reference_dir)
         sizes = with_profile(profile, **{k: given[k] for k in ("epochs", "batch_size", "subset", "data_source")})
         epochs, batch_size, subset, data_source = (sizes[k] for k in ("epochs", "batch_size", "subset", "data_source"))
         self.out_dir = Path(output_folder(out_dir))
         self.figures_dir = self.out_dir / "figures"
         self.run_token, self.figures = run_token, []
         self.epochs, self.batch_size, self.seeds, self.eval_every = epochs, batch_size, given["seeds"], eval_every
-        self.reference = load_reference(reference_dir) if reference_dir else None
+        self.reference = load_reference(reference) if reference and not trains else None
         small_subset = chapter6_settings(profile, {})["small_subset"]
         self.small = small_label(small_subset)  # the setting chapter 6's factorial is judged at
         if self.reference is not None:

@@ -171,7 +171,7 @@ def chapter_cells(path: Path, repository: str, site: Path) -> list:
     return [new('import importlib.util, sys\nassert "google.colab" in sys.modules\n'
                 'assert importlib.util.find_spec("cifar_utils") is None, "the package is there before the set-up"'),
             new(source[0].replace(REPOSITORY, repository)), new(source[1]), new(source[parameters]),
-            new('data_source, subset, train, exercises = "sample", 200, False, False  # as papermill injects'),
+            new('data_source, subset, exercises = "sample", 200, False  # as papermill injects; runs: the default'),
             new(source[chapter]),
             new(f'import warnings, cifar_utils\nassert cifar_utils.__file__.startswith({str(site)!r}), '
                 f'cifar_utils.__file__\nwarnings.warn("a real warning")')]
@@ -179,6 +179,11 @@ def chapter_cells(path: Path, repository: str, site: Path) -> list:
 
 def stream_text(cell) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def shown_text(cell) -> str:
+    """What ``show`` displayed (Markdown) in a cell."""
+    return "".join(o.get("data", {}).get("text/markdown", "") for o in cell.outputs if o.output_type == "display_data")
 
 
 def test_a_chapter_runs_in_a_colab_like_kernel_without_a_restart(tmp_path, monkeypatch):
@@ -213,6 +218,9 @@ def test_a_chapter_runs_in_a_colab_like_kernel_without_a_restart(tmp_path, monke
     everything = "".join(stream_text(c) for c in nb.cells)
     assert not [n for n in STARTUP_NOISE if n in everything], everything[-3000:]
     assert "UserWarning: a real warning" in everything  # Python warnings still show
+    chapter = shown_text(nb.cells[5])  # the chapter's set-up, at the parameters' defaults: the reference
+    assert "Nothing is trained in this chapter" in chapter and 'runs = "train"' in chapter, chapter
+    assert not (content / "course" / "notebooks" / "output" / "runs").exists()
     assert sorted(p.name for p in stack.iterdir() if "cifar_utils" in p.name) == ours
 
 

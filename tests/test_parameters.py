@@ -36,7 +36,8 @@ BAD_CHAPTER_PARAMETERS = [
     ("seeds", [1, 1], "seeds must be distinct"),
     ("seeds", [0.5], "seed 0.5 is not a whole number"),
     ("seeds", [True], "is not a whole number"),
-    ("train", "False", "must be True or False"),
+    ("runs", True, "must be 'reference', 'train', 'read' or a reference folder's path"),
+    ("runs", "refrence", "not a mode ('reference', 'train', 'read') nor a folder here"),
     ("exercises", 1, "must be True or False"),
     ("epochs", 2.5, "must be a whole number"),
     ("epochs", 0, "must be at least 1"),
@@ -95,7 +96,7 @@ def test_every_notebook_parameter_has_a_check():
 
 
 def test_yaml_values_pass_and_come_back_as_python_values():
-    checked = check_parameters({"seeds": (0, np.int64(3)), "epochs": np.int64(2), "train": False, "subset": None,
+    checked = check_parameters({"seeds": (0, np.int64(3)), "epochs": np.int64(2), "runs": "read", "subset": None,
                                 "learning_rates": [1e-3, 3], "experiments": ["exp07", 8]})
     assert checked["seeds"] == [0, 3] and type(checked["seeds"][1]) is int and type(checked["epochs"]) is int
     assert checked["learning_rates"] == [1e-3, 3.0] and checked["experiments"] == [7, 8]

@@ -44,7 +44,7 @@ def quick(tmp_path_factory):
 
 
 SUMMARY_PARAMETERS = {"out_dir", "epochs", "batch_size", "seeds", "data_source", "subset", "eval_every",
-                      "reference_dir", "run_token"}
+                      "runs", "run_token"}
 # The figures each chapter must show, so they also appear in --quick (issue #8, #9).
 TEACHING_FIGURES = {
     "01_all_examples", "01_all_input_scale", "02_all_parameters", "02_all_train_vs_test", "03_all_dropout_mask",

@@ -133,7 +133,7 @@ def test_a_smoke_test_says_so_once_and_a_judgeable_setting_does_not(thousand_tes
 
 
 def test_reuse_never_trains_and_names_what_is_missing(tmp_path, capsys):
-    chapter = Chapter(3, data_source="sample", subset=200, epochs=2, out_dir=tmp_path, train=True)
+    chapter = Chapter(3, data_source="sample", subset=200, epochs=2, out_dir=tmp_path, runs="train")
     assert chapter.reuse(6) == [] and 6 not in chapter.records
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     assert "Experiment 6 has no finished run with these settings" in capsys.readouterr().out
@@ -142,7 +142,7 @@ def test_reuse_never_trains_and_names_what_is_missing(tmp_path, capsys):
 def test_a_cell_that_trains_says_first_what_it_costs_and_a_reused_run_says_nothing(tmp_path, capsys):
     from cifar_utils.costs import CPU_AFTER_SECONDS, CPU_EPOCH_SECONDS
 
-    chapter = Chapter(1, data_source="sample", subset=200, epochs=2, seeds=[0, 1], out_dir=tmp_path, train=True)
+    chapter = Chapter(1, data_source="sample", subset=200, epochs=2, seeds=[0, 1], out_dir=tmp_path, runs="train")
     chapter.records_of(2)
     out = capsys.readouterr().out
     before, after = out.split("Training", 1)[0], out.split("Training", 1)[1]

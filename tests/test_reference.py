@@ -58,8 +58,7 @@ def test_a_reference_that_mixes_settings_is_refused(made, tmp_path):
 
 def test_a_chapter_renders_the_reference_without_training(made, tmp_path, capsys):
     base, _ = made
-    chapter = Chapter(1, seeds=[0, 1], data_source="sample", out_dir=tmp_path, train=False,
-                      reference_dir=base / "reference")
+    chapter = Chapter(1, seeds=[0, 1], data_source="sample", out_dir=tmp_path, runs=str(base / "reference"))
     chapter.setup()
     records = chapter.run(2)
     assert [r.seed for r in records] == [0, 1] and not (tmp_path / "runs").exists()
@@ -71,10 +70,35 @@ def test_a_chapter_renders_the_reference_without_training(made, tmp_path, capsys
 
 def test_a_chapter_that_trains_shows_its_runs_next_to_the_reference(made, tmp_path, capsys):
     base, _ = made
-    chapter = Chapter(1, epochs=1, batch_size=64, data_source="sample", subset=200, out_dir=tmp_path, train=True,
+    chapter = Chapter(1, epochs=1, batch_size=64, data_source="sample", subset=200, out_dir=tmp_path, runs="train",
                       reference_dir=base / "reference")
     records = chapter.run(2)
     assert len(records) == 1 and records[0].epochs_completed == 1
     out = capsys.readouterr().out
     assert "2. 4-layer model 2 (this run)" in out and "2. 4-layer model 2 (reference)" in out
     assert Path(records[0].run_dir).parent == tmp_path / "runs"
+
+
+def test_runs_is_the_one_choice_between_reading_and_training(made, tmp_path, monkeypatch):
+    """``runs``: "reference" reads the course's reference (from the notebooks' folder) and
+    trains nothing; "train" trains beside it; "read" reads the chapter's own folder only; a
+    path is a reference folder; a misspelt mode is refused by name."""
+    from cifar_utils.course import DEFAULT_REFERENCE, runs_setting
+    from cifar_utils.parameters import ParameterError
+
+    base, _ = made
+    notebooks = tmp_path / "course" / "notebooks"
+    notebooks.mkdir(parents=True)
+    monkeypatch.chdir(notebooks)
+    with pytest.raises(ParameterError, match=r"runs='reference': no reference folder at \.\./results/reference"):
+        runs_setting("reference")
+    assert runs_setting("train") == (True, None) and runs_setting("read") == (False, None)
+    shutil.copytree(base / "reference", notebooks.parent / "results" / "reference")
+    assert runs_setting("reference") == (False, DEFAULT_REFERENCE)
+    assert runs_setting("train") == (True, DEFAULT_REFERENCE) and runs_setting("read") == (False, None)
+    assert runs_setting(str(base / "reference")) == (False, base / "reference")
+    with pytest.raises(ParameterError, match="runs='refrence': not a mode"):
+        runs_setting("refrence")
+    chapter = Chapter(1, seeds=[0, 1], data_source="sample", out_dir=tmp_path / "out", runs="reference")
+    assert chapter.from_reference and [r.seed for r in chapter.run(1)] == [0, 1]
+    assert [r.seed for r in chapter.reuse(2)] == [0, 1] and not (tmp_path / "out" / "runs").exists()
