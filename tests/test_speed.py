@@ -181,3 +181,22 @@ def test_step_overhead_bench_runs_every_setting(tmp_path):
     # Settings that keep the batches and their order end with the same weights.
     for name in ("eval batch 2500", "steps 8"):
         assert rows[name]["weight_checksum"] == pytest.approx(rows["defaults"]["weight_checksum"], rel=1e-4)
+
+
+def test_headline_bench_times_each_seed_in_its_own_process(tmp_path):
+    out = tmp_path / "headline.json"
+    command = [sys.executable, "bench/headline.py", "--data", "sample", "--subset", "300", "--seeds", "0", "1",
+               "--set", "21:epochs=1", "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert [r["seed"] for r in result["runs"]] == [0, 1]
+    for run in result["runs"]:
+        assert len(run["val_curve"]) == len(run["epoch_seconds"]) == run["epochs"] == 1
+        assert run["train_size"] + run["validation_size"] == 300 and run["test_size"] > 0
+        assert run["wall_seconds"] > run["run_seconds"] >= run["train_seconds"] > 0  # start-up is counted
+    summary = result["summary"]
+    assert summary["seeds"] == [0, 1] and summary["goal_met"] is False  # one epoch on 300 images
+    assert summary["test_acc_mean"] == pytest.approx(sum(r["test_acc"] for r in result["runs"]) / 2)
+    assert "| 21. Airbench-style network [epochs=1] | 2 |" in done.stdout
