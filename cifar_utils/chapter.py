@@ -323,15 +323,7 @@ class Chapter:
         chosen = distinct_variants(as_experiment(e) for e in experiments)  # refused before anything else
         from .plots import plot_run_groups
 
-        if self.from_reference or not self.exercises:
-            if self.from_reference:
-                show("*Not run here: this chapter shows the reference results and trains nothing. To try it, set "
-                     "`runs = \"train\"` in the parameters cell, run that cell and the chapter's set-up cell "
-                     "again, then this one (a minute or two on a CPU).*")
-            else:
-                show("*Not run here: `exercises = False`, as `./run_all.sh --quick` sets to stay short. To try it, "
-                     "set `exercises = True` in the parameters cell and run this cell again (a minute or two on a "
-                     "CPU).*")
+        if not self.exercise_allowed("a minute or two on a CPU"):
             return []
         data = load_cifar10(self.data_source, subset=min(subset, len(self.data[0][0])))
         seeds = list(dict.fromkeys(seeds))
@@ -348,6 +340,19 @@ class Chapter:
         show(fig)
         plt.close(fig)
         return [record for runs in groups.values() for record in runs]
+
+    def exercise_allowed(self, cost: str) -> bool:
+        """May an exercise's starter train here? If not, say why and how to let it (``cost``:
+        what it takes, e.g. "about 10 seconds on a CPU")."""
+        if self.from_reference:
+            show("*Not run here: this chapter shows the reference results and trains nothing. To try it, set "
+                 "`runs = \"train\"` in the parameters cell, run that cell and the chapter's set-up cell again, "
+                 f"then this one ({cost}).*")
+        elif not self.exercises:
+            show("*Not run here: `exercises = False`, as `./run_all.sh --quick` sets to stay short. To try it, set "
+                 f"`exercises = True` in the parameters cell, run that cell and the chapter's set-up cell again, "
+                 f"then this one ({cost}).*")
+        return not self.from_reference and self.exercises
 
     def _say_exercise_cost(self, experiments: list[Experiment], epochs: int, batch_size: int | None, data,
                            seeds: list[int]) -> None:
