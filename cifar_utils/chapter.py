@@ -66,11 +66,12 @@ def show(obj) -> None:
         display(Markdown(obj) if isinstance(obj, str) else obj)
 
 
-def describe_environment() -> str:
-    """The GPU check a chapter starts with: what backend and device this run will use."""
+def describe_environment(trains: bool = True) -> str:
+    """The GPU check a chapter starts with: what backend and device this run will use (and,
+    for a chapter that trains on a CPU, how to train less)."""
     found = backend.accelerators()
     where = f"**{backend.device_description()}**" if found else "**no GPU** (CPU only)"
-    advice = "" if found else (" Full-length runs (300 epochs) take hours per experiment on a CPU: "
+    advice = "" if found or not trains else (" Full-length runs (300 epochs) take hours per experiment on a CPU: "
                                "use the bundled sample and few epochs (`./run_all.sh --quick`), "
                                "read the reference results (`runs = \"reference\"`), "
                                "or a GPU runtime in Colab (Runtime → Change runtime type).")
@@ -145,7 +146,7 @@ class Chapter:
         return self.reference is not None and not self.train
 
     def setup(self) -> None:
-        show(describe_environment())
+        show(describe_environment(trains=not self.from_reference))
         if self.from_reference:
             show(self.reference.describe() + " Nothing is trained in this chapter: it reads those runs. To train "
                  "runs yourself, set `runs = \"train\"` in the parameters cell.")

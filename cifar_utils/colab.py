@@ -97,8 +97,9 @@ def environment_report() -> list[str]:
     if backend.accelerators():
         lines.append(f"GPU: {backend.device_description()}")
     else:
-        lines += [f"No GPU: this runtime has only a {backend.device_description()}, where a chapter's "
-                  "full-length runs take hours.",
+        lines += [f"No GPU: this runtime has only a {backend.device_description()}. Reading the reference "
+                  "(runs = \"reference\", the default) needs none; training a chapter's full-length runs here "
+                  "takes hours.",
                   f"  To select a GPU in Colab: {GPU_HOWTO}."]
     missing = missing_requirements()
     if missing:

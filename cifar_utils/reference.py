@@ -90,8 +90,10 @@ class ReferenceRuns:
         gpu = self.profile.get("device") or first.device
         kerases = ", ".join(sorted({r.versions.get("keras", "?") for r in self.records}))
         backends = ", ".join(sorted({r.backend for r in self.records}))
+        length = (f", the study's recipe for {self.profile['epochs']} of its 300 epochs"
+                  if self.profile.get("epochs") else "")
         return (f"Reference results from `{shown_path(self.folder)}`: {len(self.records)} runs on {first.data_source} "
-                f"(data id {first.params['data_fingerprint']}), Keras {kerases} on "
+                f"(data id {first.params['data_fingerprint']}){length}, Keras {kerases} on "
                 f"{backends}, {gpu}; made {made}.{self._left_out()}")
 
     def _left_out(self) -> str:

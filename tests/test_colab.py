@@ -219,6 +219,7 @@ def test_a_chapter_runs_in_a_colab_like_kernel_without_a_restart(tmp_path, monke
     assert not [n for n in STARTUP_NOISE if n in everything], everything[-3000:]
     assert "UserWarning: a real warning" in everything  # Python warnings still show
     chapter = shown_text(nb.cells[5])  # the chapter's set-up, at the parameters' defaults: the reference
+    print(chapter)
     assert "Nothing is trained in this chapter" in chapter and 'runs = "train"' in chapter, chapter
     assert not (content / "course" / "notebooks" / "output" / "runs").exists()
     assert sorted(p.name for p in stack.iterdir() if "cifar_utils" in p.name) == ours
