@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_experiment_has_a_measured_cost():
     numbers = {e.number for e in EXPERIMENTS}
-    assert set(CPU_EPOCH_SECONDS) == numbers == set(CPU_AFTER_SECONDS) == set(range(1, 22))
+    assert set(CPU_EPOCH_SECONDS) == numbers == set(CPU_AFTER_SECONDS)
     assert all(seconds > 0 for seconds in [*CPU_EPOCH_SECONDS.values(), *CPU_AFTER_SECONDS.values()])
     # The VGG-like network costs more an epoch than the 4-layer one it grew from.
     assert CPU_EPOCH_SECONDS[15] > 2 * CPU_EPOCH_SECONDS[2]
