@@ -27,7 +27,7 @@ from cifar_utils.model_code import model_code
 from cifar_utils.plots import chapter_colormap, plot_test_accuracy_curves
 from cifar_utils.summary import Summary
 from cifar_utils.training import run_experiment
-from tests.test_chapter6_plan import PLANS
+from tests.test_chapter6_plan import pinned
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER6 = "06_beyond_the_study"
@@ -58,7 +58,7 @@ def test_chapter6_plans_the_new_line_with_the_seeds_it_names(monkeypatch, profil
     assert new == [f"exp22:{s}" for s in expected]
     last_of_21 = max(i for i, w in enumerate(words) if w.startswith("exp21:"))
     assert words.index(new[0]) == last_of_21 + 1  # after the chapter's other registry experiments, before the sweeps
-    assert [w for w in words if w not in new] == PLANS[f"{profile} {','.join(map(str, seeds))}"].split()
+    assert [w for w in words if w not in new] == pinned(profile, seeds)
 
 
 def test_a_seed_list_chapter6_does_not_have_is_refused_by_name(monkeypatch):
