@@ -435,8 +435,6 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 )
 
 STUDY_EXPERIMENTS: tuple[Experiment, ...] = tuple(e for e in EXPERIMENTS if e.study is not None)
-
-
 _indexed: tuple[tuple[Experiment, ...], dict[int, Experiment]] | None = None
 
 
