@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import noise
-from .experiments import Experiment, distinct_variants, exact, get_experiment
+from .experiments import Experiment, chapter_experiments, distinct_variants, exact, get_experiment
 from .results import by_experiment, metric_values, side
 
 FACTORS = ("dropout", "batch_norm", "he_init")
@@ -78,16 +78,35 @@ def dropout_experiments(rates: Sequence[float], epochs: int, train_images: int |
                              for rate in rates)
 
 
-def chapter6_runs(seeds: Sequence[int], factorial_seeds: Sequence[int], modern_seeds: Sequence[int],
-                  fast_seeds: Sequence[int], grid_epochs: int, learning_rates: Sequence[float],
-                  batch_sizes: Sequence[int], dropout_rates: Sequence[float],
-                  small_subset: int | None = None) -> list[tuple[Experiment, int, bool]]:
-    """(experiment, seed, keeps its own batch size) for every run chapter 6 shows;
+def own_experiments() -> list[Experiment]:
+    """Chapter 6's registry experiments other than the factorial's cell (18, run with the
+    factorial): each planned, run and shown with the seeds its entry names, in registry order."""
+    return [e for e in chapter_experiments(6) if e.number not in FACTORIAL.values()]
+
+
+def own_seeds(experiment: Experiment, seeds: Sequence[int], seed_lists: dict) -> list[int]:
+    """The seeds chapter 6 gives a registry experiment: the list its ``seeds_parameter``
+    names, the chapter's ``seeds`` or one of ``seed_lists`` (``course.chapter6_settings``'s)."""
+    lists = {"seeds": seeds, **seed_lists}
+    if experiment.seeds_parameter not in lists:
+        known = ", ".join(k for k in lists if k.endswith("seeds"))
+        raise ValueError(f"experiment {experiment.number}: seeds_parameter {experiment.seeds_parameter!r} is not a "
+                         f"seed list of chapter 6 ({known})")
+    return list(lists[experiment.seeds_parameter])
+
+
+def chapter6_runs(seeds: Sequence[int], factorial_seeds: Sequence[int], grid_epochs: int,
+                  learning_rates: Sequence[float], batch_sizes: Sequence[int], dropout_rates: Sequence[float],
+                  small_subset: int | None = None, **seed_lists: Sequence[int]) -> list[tuple[Experiment, int, bool]]:
+    """(experiment, seed, keeps its own batch size) for every run chapter 6 shows: the
+    factorial, the chapter's registry experiments (``own_experiments``, each with the seed
+    list it names: ``seeds`` or one of ``seed_lists``, e.g. ``modern_seeds``), the sweeps;
     ``small_subset``: the factorial and the sweeps on that many training images."""
+    unknown = sorted(k for k in seed_lists if not k.endswith("_seeds"))
+    if unknown:
+        raise TypeError(f"chapter6_runs: unknown parameters {unknown}")
     runs = [(factorial_experiment(n, small_subset), s, False) for n in FACTORIAL.values() for s in factorial_seeds]
-    runs += [(get_experiment(19), s, False) for s in seeds]
-    runs += [(get_experiment(20), s, False) for s in modern_seeds]
-    runs += [(get_experiment(21), s, False) for s in fast_seeds]
+    runs += [(e, s, False) for e in own_experiments() for s in own_seeds(e, seeds, seed_lists)]
     runs += [(e, s, True) for e in grid_experiments(learning_rates, batch_sizes, grid_epochs, small_subset)
              for s in seeds]
     runs += [(e, s, False) for e in dropout_experiments(dropout_rates, grid_epochs, small_subset) for s in seeds]

@@ -128,6 +128,7 @@ class Chapter:
         self.runs_dir, self.figures_dir = self.out_dir / "runs", self.out_dir / "figures"
         self.reference: ReferenceRuns | None = load_reference(reference) if reference else None
         self.records: dict[int, list[RunRecord]] = {}
+        self.ran: set[int] = set()  # experiments a cell asked ``run`` for (shown, skipped or not found)
         self.shown: dict[str, str] = {}  # every run this chapter showed: folder name -> record digest
         self.figures: list[str] = []
         self._data: CifarData | None = None
@@ -249,6 +250,7 @@ class Chapter:
         setting) over all seeds (or ``seeds``); show its curves and numbers."""
         exp = get_experiment(experiment)
         number = exp.number
+        self.ran.add(number)
         if number not in self.experiments:
             show(f"*Experiment {number} is not in this run's `experiments` parameter: skipped.*")
             return []

@@ -41,12 +41,28 @@ class Task(Protocol):
     def experiment_object(self): ...
 
 
+def priced_as(experiment) -> int:
+    """The measured experiment whose figures price ``experiment``: its own; for a registry
+    line not measured yet, the first measured one with the same network, else the costliest
+    measured one with a network of the same kind (an upper estimate until
+    ``bench/cost_table.py`` measures it)."""
+    if experiment.number in CPU_EPOCH_SECONDS:
+        return experiment.number
+    from . import experiments
+
+    measured = [e for e in experiments.EXPERIMENTS if e.number in CPU_EPOCH_SECONDS]
+    same = [e.number for e in measured if e.spec == experiment.spec]
+    kind = [e.number for e in measured if type(e.spec) is type(experiment.spec)] or list(CPU_EPOCH_SECONDS)
+    return same[0] if same else max(kind, key=CPU_EPOCH_SECONDS.__getitem__)
+
+
 def cpu_seconds(experiment, epochs: int | None, images: int) -> float:
     """About how long one run of ``experiment`` (an ``Experiment``) takes on the measured
     CPU: ``epochs`` (None: its recipe's) times the full-data epoch scaled to ``images``
-    training images, plus what follows the last epoch."""
-    per_epoch = CPU_EPOCH_SECONDS[experiment.number] * min(images, FULL_TRAIN) / FULL_TRAIN
-    return (epochs or experiment.recipe.epochs) * per_epoch + CPU_AFTER_SECONDS[experiment.number]
+    training images, plus what follows the last epoch (``priced_as``: whose figures)."""
+    number = priced_as(experiment)
+    per_epoch = CPU_EPOCH_SECONDS[number] * min(images, FULL_TRAIN) / FULL_TRAIN
+    return (epochs or experiment.recipe.epochs) * per_epoch + CPU_AFTER_SECONDS[number]
 
 
 def cpu_run_seconds(task: Task) -> float:

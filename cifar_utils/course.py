@@ -124,9 +124,12 @@ def chapter_number(stem: str) -> int:
 
 def needed_runs(stem: str, parameters: dict) -> list[NeededRun]:
     """Every run the notebook ``stem`` shows with these parameters (the summary trains nothing)."""
-    if stem == SUMMARY:
-        return []
-    number = chapter_number(stem)
+    return [] if stem == SUMMARY else chapter_runs(chapter_number(stem), parameters)
+
+
+def chapter_runs(number: int, parameters: dict) -> list[NeededRun]:
+    """Every run chapter ``number`` shows: its registry experiments (or the ``experiments``
+    chosen) over ``seeds``; chapter 6's plan is ``beyond.chapter6_runs``."""
     seeds = list(parameters.get("seeds") or [0])
     if number == 6:
         settings = chapter6_settings(parameters.get("profile"), parameters)
@@ -137,12 +140,9 @@ def needed_runs(stem: str, parameters: dict) -> list[NeededRun]:
 
 
 def all_seeds(parameters: dict) -> list[int]:
-    """Every seed any chapter uses with these parameters: what the summary looks for."""
-    found = set(parameters.get("seeds") or [0])
-    settings = chapter6_settings(parameters.get("profile"), parameters)
-    for key in ("factorial_seeds", "modern_seeds", "fast_seeds"):
-        found |= set(settings[key])
-    return sorted(found)
+    """Every seed any chapter uses with these parameters: what the summary looks for (the
+    chapters' ``seeds`` and every seed chapter 6 plans)."""
+    return sorted(set(parameters.get("seeds") or [0]) | {run.seed for run in chapter_runs(6, parameters)})
 
 
 def runs_setting(runs: str | os.PathLike, reference_dir: str | os.PathLike | None = None,

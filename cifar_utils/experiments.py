@@ -5,7 +5,8 @@ An experiment is a network (``spec``), an input scale (``normalize``) and a trai
 recipe (``recipe``); the study's recipe is the default. Each later experiment is written
 as a change to an earlier one (``dataclasses.replace``), the way the slides present them,
 so the registry reads like the study's storyline. Adding experiment 22 means appending one
-``Experiment`` to ``EXPERIMENTS``.
+``Experiment`` to ``EXPERIMENTS``: its chapter plans, trains and shows it, and the summary
+tables and plots it (in chapter 6 with the seeds its ``seeds_parameter`` names).
 """
 
 from __future__ import annotations
@@ -238,6 +239,15 @@ class Experiment:
     recipe: Recipe = STUDY_RECIPE
     tags: tuple[str, ...] = field(default=())
     variant: str = ""  # "" for a registry entry; e.g. "lr=0.003" for a sweep point made by ``vary``
+    # Chapter 6's notebook parameter that lists its seeds there: "seeds" (the chapter's), or
+    # a list of its own that each profile sets (``course.CHAPTER6_PROFILES``: "modern_seeds",
+    # "fast_seeds"). Not part of a run's identity; chapters 1-4 give every experiment "seeds".
+    seeds_parameter: str = "seeds"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seeds_parameter, str) or not re.fullmatch(r"(\w+_)?seeds", self.seeds_parameter):
+            raise ValueError(f"experiment {self.number}: seeds_parameter must name a seed list parameter "
+                             f"('seeds', 'modern_seeds', ...), got {self.seeds_parameter!r}")
 
     @property
     def augment(self) -> bool:
@@ -417,16 +427,30 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                DenseSpec(hidden=(512, 256)), None),
     Experiment(20, "VGG-like, modern recipe", 6, "Experiment 17's network unchanged, trained the modern way "
                "(Nesterov SGD, warm-up + cosine, weight decay, label smoothing, flip TTA) for 30 epochs",
-               _VGG, None, recipe=MODERN_RECIPE, tags=("dropout", "batch_norm", "he_init", "vgg", "augment")),
+               _VGG, None, recipe=MODERN_RECIPE, tags=("dropout", "batch_norm", "he_init", "vgg", "augment"),
+               seeds_parameter="modern_seeds"),
     Experiment(21, "Airbench-style network", 6, "A fast modern network after airbench94: patch whitening, "
                "identity init, GELU, fast batch norm, triangular learning rate, multi-view TTA",
-               AirbenchSpec(), None, recipe=FAST_RECIPE, tags=("batch_norm", "augment")),
+               AirbenchSpec(), None, recipe=FAST_RECIPE, tags=("batch_norm", "augment"), seeds_parameter="fast_seeds"),
 )
 
 STUDY_EXPERIMENTS: tuple[Experiment, ...] = tuple(e for e in EXPERIMENTS if e.study is not None)
+_indexed: tuple[tuple[Experiment, ...], dict[int, Experiment]] | None = None
 
-_BY_NUMBER = {e.number: e for e in EXPERIMENTS}
-assert len(_BY_NUMBER) == len(EXPERIMENTS), "experiment numbers must be unique"
+
+def _by_number() -> dict[int, Experiment]:
+    """The registry by number, read from ``EXPERIMENTS`` as it is now (so a line a test
+    adds to it is found), rebuilt only when the registry changed."""
+    global _indexed
+    if _indexed is None or _indexed[0] is not EXPERIMENTS:
+        index = {e.number: e for e in EXPERIMENTS}
+        if len(index) != len(EXPERIMENTS):
+            raise ValueError("experiment numbers must be unique")
+        _indexed = (EXPERIMENTS, index)
+    return _indexed[1]
+
+
+_by_number()  # refuses a registry with a number twice, at import
 
 
 def get_experiment(experiment: int | str | Experiment) -> Experiment:
@@ -440,9 +464,9 @@ def get_experiment(experiment: int | str | Experiment) -> Experiment:
             raise KeyError(f"unknown experiment {experiment!r}: use a number 1-{len(EXPERIMENTS)} or 'expNN'")
         number = int(text)
     try:
-        return _BY_NUMBER[number]
+        return _by_number()[number]
     except KeyError:
-        known = ", ".join(str(n) for n in _BY_NUMBER)
+        known = ", ".join(str(n) for n in _by_number())
         raise KeyError(f"unknown experiment {experiment!r}; known: {known}") from None
 
 

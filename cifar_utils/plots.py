@@ -24,6 +24,13 @@ from .training import RunRecord
 
 TRAIN_COLOR, TEST_COLOR = "tab:blue", "tab:orange"
 CHAPTER_COLORS = {1: "Greys", 2: "Blues", 3: "Greens", 4: "Reds", 6: "Purples"}
+# A chapter not listed above (a registry line with a new chapter) still gets a colour map.
+FALLBACK_COLORS = ("Oranges", "YlOrBr", "PuRd", "BuGn", "GnBu", "RdPu")
+
+
+def chapter_colormap(chapter: int) -> str:
+    """The colour map a chapter's experiments are drawn in: its own, or a fallback."""
+    return CHAPTER_COLORS.get(chapter) or FALLBACK_COLORS[chapter % len(FALLBACK_COLORS)]
 
 
 def _as_list(records: RunRecord | Iterable[RunRecord]) -> list[RunRecord]:
@@ -88,10 +95,10 @@ def plot_test_accuracy_curves(records: Iterable[RunRecord], title: str = "Test a
     if not grouped:
         raise ValueError("plot_test_accuracy_curves needs at least one run record")
     fig, ax = plt.subplots(figsize=(11, 5.5), layout="constrained")
-    for chapter, cmap in CHAPTER_COLORS.items():
+    for chapter in sorted({get_experiment(n).chapter for n in grouped}):
         numbers = [n for n in grouped if get_experiment(n).chapter == chapter]
-        shades = plt.get_cmap(cmap)(np.linspace(0.45, 0.95, max(len(numbers), 1)))
-        for number, shade in zip(numbers, shades, strict=False):
+        shades = plt.get_cmap(chapter_colormap(chapter))(np.linspace(0.45, 0.95, len(numbers)))
+        for number, shade in zip(numbers, shades, strict=True):
             mean, _ = curves(grouped[number], "val_accuracy", 100)
             epochs, evaluated = _evaluated(mean)
             ax.plot(epochs, mean[evaluated], color=shade, label=get_experiment(number).label)
@@ -328,7 +335,7 @@ def plot_accuracy_vs_time(table: pd.DataFrame, title: str | None = None) -> Figu
     chapters = shown["chapter"] if "chapter" in shown else pd.Series(0, index=shown.index)
     for chapter in sorted(chapters.unique()):
         mine = chapters == chapter
-        color = plt.get_cmap(CHAPTER_COLORS[chapter])(0.75) if chapter in CHAPTER_COLORS else "tab:blue"
+        color = plt.get_cmap(chapter_colormap(chapter))(0.75)
         ax.errorbar(seconds[mine], shown.loc[mine, "test_acc_mean"], yerr=shown.loc[mine, "test_acc_std"].fillna(0),
                     fmt="o", color=color, capsize=3, label=f"chapter {chapter}: {CHAPTERS.get(chapter, '')}")
     for number, x, y in zip(shown.index, seconds, shown["test_acc_mean"], strict=True):

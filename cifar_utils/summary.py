@@ -18,13 +18,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import experiments  # its EXPERIMENTS read when used: a line added to the registry is found
 from .beyond import FACTORIAL, factorial_experiment, small_label
 from .chapter import BEST_EPOCH_NOTE, show
 from .claims import TOO_SHORT, Effect, OnlyTogether, judge_all
 from .colab import output_folder
 from .course import chapter6_settings, run_settings, runs_setting, with_profile
 from .data import CLASS_NAMES, load_cifar10
-from .experiments import EXPERIMENTS, STUDY_EXPERIMENTS, get_experiment
+from .experiments import STUDY_EXPERIMENTS, get_experiment
 from .folders import shown_path
 from .noise import settings_problem
 from .parameters import check_parameters
@@ -73,9 +74,9 @@ class Summary:
         else:
             data = load_cifar10(data_source, subset=subset)
             self.source = data.source
-            experiments = [*EXPERIMENTS, *(factorial_experiment(n, small_subset) for n in FACTORIAL.values()
-                                            if small_subset)]
-            self.records = [r for exp in experiments for r in find_finished(
+            wanted = [*experiments.EXPERIMENTS, *(factorial_experiment(n, small_subset) for n in FACTORIAL.values()
+                                               if small_subset)]
+            self.records = [r for exp in wanted for r in find_finished(
                 exp, data, *run_settings(exp, epochs, batch_size, every_recipe=sizes["every_recipe"]), self.seeds,
                 self.out_dir / "runs", eval_every)]
             everything, self.problems = scan_records(self.out_dir / "runs")
@@ -83,7 +84,7 @@ class Summary:
             self.sweep_runs = sum(1 for r in everything if r.variant)
             self.left_out = [r for r in everything if not r.variant and Path(r.run_dir).name not in chosen]
         self.registry = [r for r in self.records if not r.variant]
-        self.table = results_table(self.registry, [e.number for e in EXPERIMENTS])
+        self.table = results_table(self.registry, [e.number for e in experiments.EXPERIMENTS])
         self.judgements: pd.DataFrame | None = None  # filled by verdicts()
 
     # --- what the numbers are -----------------------------------------------------------
@@ -98,7 +99,7 @@ class Summary:
             return
         runs = self.table[self.table["seeds"] > 0]
         facts = {
-            "runs": f"{len(self.registry)} runs of {len(runs)} of the {len(EXPERIMENTS)} experiments "
+            "runs": f"{len(self.registry)} runs of {len(runs)} of the {len(experiments.EXPERIMENTS)} experiments "
                     f"({len(STUDY_EXPERIMENTS)} from the study)",
             "data": f"{self.source} (data id {self.registry[0].params['data_fingerprint']})",
             "epochs": _grouped(runs["epochs"]),
@@ -139,7 +140,7 @@ class Summary:
 
     def show_table(self, study_only: bool = True) -> pd.DataFrame:
         """The study's 17 experiments (or the course's own, with ``study_only=False``)."""
-        numbers = [e.number for e in (STUDY_EXPERIMENTS if study_only else EXPERIMENTS) if
+        numbers = [e.number for e in (STUDY_EXPERIMENTS if study_only else experiments.EXPERIMENTS) if
                    (e.study is not None) == study_only]
         shown = display_table(self.table.loc[numbers])
         if not study_only:

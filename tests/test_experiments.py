@@ -34,7 +34,9 @@ CHAPTER_OF = {**dict.fromkeys((1, 2), 1), **dict.fromkeys(range(3, 7), 2),
 
 def test_registry_matches_the_study_table():
     assert [e.number for e in STUDY_EXPERIMENTS] == list(range(1, 18))
-    assert [e.number for e in EXPERIMENTS] == list(range(1, 22))  # then the course's own, chapter 6
+    assert [e.number for e in EXPERIMENTS] == list(range(1, len(EXPERIMENTS) + 1))
+    own = EXPERIMENTS[len(STUDY_EXPERIMENTS):]  # then the course's own, chapter 6, from 18 on
+    assert own[0].number == 18 and all(e.chapter == 6 and e.study is None for e in own)
     assert all(e.recipe == STUDY_RECIPE for e in STUDY_EXPERIMENTS if not e.augment)
     for exp in STUDY_EXPERIMENTS:
         s = exp.study
@@ -96,7 +98,9 @@ def test_vgg_block_has_two_convs_and_one_bn():
 def test_augmentation_only_where_the_study_used_it():
     with_augment = [e.number for e in STUDY_EXPERIMENTS if isinstance(build_model(e).layers[0], Augment)]
     assert with_augment == [16, 17]
-    assert [e.number for e in EXPERIMENTS if isinstance(build_model(e).layers[0], Translate)] == [20, 21]
+    translated = [e.number for e in EXPERIMENTS if isinstance(build_model(e).layers[0], Translate)]
+    assert translated == [e.number for e in EXPERIMENTS if e.recipe.augment == "translate_flip"]
+    assert translated[:2] == [20, 21]
     assert not isinstance(build_model(17, augment=False).layers[0], Augment)
     assert [e.number for e in EXPERIMENTS if not e.normalize] == [1]
 
@@ -106,9 +110,10 @@ def test_lookup_and_chapters():
     assert get_experiment(7).key == "exp07" and get_experiment(7).label == "7. Dropout model 1"
     assert [e.number for e in chapter_experiments(2)] == [3, 4, 5, 6]
     assert set(CHAPTERS) == {1, 2, 3, 4, 6}
-    assert [e.number for e in chapter_experiments(6)] == [18, 19, 20, 21]
-    with pytest.raises(KeyError, match="unknown experiment 22"):
-        get_experiment(22)
+    assert [e.number for e in chapter_experiments(6)][:4] == [18, 19, 20, 21]
+    past_the_end = len(EXPERIMENTS) + 1
+    with pytest.raises(KeyError, match=f"unknown experiment {past_the_end}"):
+        get_experiment(past_the_end)
     with pytest.raises(KeyError, match="unknown experiment 'vgg'"):
         get_experiment("vgg")
 

@@ -18,7 +18,7 @@ import pytest
 
 from cifar_utils.chapter import Chapter, as_experiment
 from cifar_utils.course import CHAPTER_PARAMETERS
-from cifar_utils.experiments import STUDY_EXPERIMENTS, chapter_experiments, get_experiment
+from cifar_utils.experiments import EXPERIMENTS, STUDY_EXPERIMENTS, chapter_experiments, get_experiment
 from cifar_utils.model_code import code_changes, model_code, model_differences
 from cifar_utils.models import build_model
 
@@ -100,7 +100,7 @@ def test_the_code_chapter_1_shows_is_the_model_experiment_1_trains():
     assert namespace["model"].count_params() == 24_522
 
 
-def test_chapter_1_shows_the_studys_compile_and_fit_and_trains_only_when_asked(tmp_path):
+def test_chapter_1_shows_the_studys_compile_and_fit_and_trains_only_when_asked(tmp_path, capsys):
     import keras
     from keras import layers
 
@@ -127,18 +127,19 @@ def test_chapter_1_shows_the_studys_compile_and_fit_and_trains_only_when_asked(t
         exec(compile(cell.source, "chapter 1", "exec"), namespace)
         return namespace
 
-    from_reference = types.SimpleNamespace(from_reference=True, exercises=True)
+    reference = Chapter(1, out_dir=tmp_path, data_source="sample", runs=str(ROOT / "results" / "reference"))
     quick = Chapter(1, out_dir=tmp_path, data_source="sample", exercises=False)  # as ./run_all.sh --quick sets it
-    for chapter in (from_reference, quick):
+    for chapter in (reference, quick):
         assert "history" not in run(chapter)
-    assert "renders the reference results" in shown[0] and "`exercises=False`" in shown[1]
-    trained = run(types.SimpleNamespace(from_reference=False, exercises=True))
+    said = capsys.readouterr().out
+    assert "shows the reference results and trains nothing" in said and "`exercises = False`" in said
+    trained = run(types.SimpleNamespace(exercise_allowed=lambda cost: True))
     history, model = trained["history"], trained["study_model"]
     assert history.epoch == [0] and history.params["steps"] == 1  # 300 images, batch 512
     assert {"accuracy", "val_accuracy", "loss", "val_loss"} <= set(history.history)
     assert model.loss == "categorical_crossentropy" and float(model.optimizer.learning_rate) == pytest.approx(1e-3)
     assert model.layers[-1].get_config()["activation"] == "softmax"  # the slide's model, not the logits one
-    assert "After 1 epoch on 300 training images (1 step of up to 512" in shown[2]
+    assert "After 1 epoch on 300 training images (1 step of up to 512" in shown[0]
     assert not (tmp_path / "runs").exists()
 
 
@@ -216,7 +217,7 @@ def test_every_notebook_executed_and_recorded_its_numbers(quick):
         assert recorded["epochs"] == 2 and "sample" in recorded["data"]
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("exp*/record.json")]
     registry = {(r["experiment"], r["seed"]) for r in records if not r["variant"]}
-    assert {(n, 0) for n in range(1, 22)} <= registry  # every experiment covered
+    assert {(e.number, 0) for e in EXPERIMENTS} <= registry  # every experiment covered
     assert len(records) == len({Path(r["run_dir"]).name for r in records})  # each run trained once
 
 
@@ -233,7 +234,7 @@ def test_the_code_each_chapter_shows_is_the_model_it_trains(quick):
         shows_code = model_code(exp) in shown or any(
             code_changes(before, exp) in shown for before in range(exp.number - 1, 0, -1))  # nearest first
         assert shows_code, f"experiment {exp.number}: no listing or diff shown"
-    for number in (18, 19, 20, 21):
+    for number in [e.number for e in chapter_experiments(6)]:
         assert model_code(number) in shown or any(code_changes(b, number) in shown for b in range(number - 1, 0, -1))
 
 
@@ -289,9 +290,10 @@ def test_results_csv_has_the_17_experiments(quick):
     _, report, _ = quick
     with open(report / "results.csv") as stream:
         rows = list(csv.DictReader(stream))
-    assert [int(r["experiment"]) for r in rows] == list(range(1, 22))
+    assert [int(r["experiment"]) for r in rows] == [e.number for e in EXPERIMENTS]
     assert all(0 <= float(r["test_acc_mean"]) <= 100 and int(r["seeds"]) >= 1 for r in rows)
-    assert rows[16]["study_test_acc"] == "89.02" and rows[0]["backend"] and rows[20]["study_test_acc"] == ""
+    assert rows[16]["study_test_acc"] == "89.02" and rows[0]["backend"]
+    assert all(r["study_test_acc"] == "" for r in rows[len(STUDY_EXPERIMENTS):])  # the course's own
 
 
 def test_second_run_reuses_finished_work(quick):

@@ -166,3 +166,26 @@ def test_accuracy_vs_time_divides_total_time_by_seeds_and_skips_missing_runs():
     assert spans[-1] == pytest.approx(2 * table.loc[2, "test_acc_std"])
     with pytest.raises(ValueError, match="no experiment"):
         plot_accuracy_vs_time(table.loc[[3]])
+
+
+def test_every_chapter_the_registry_has_gets_a_colour(monkeypatch):
+    """A registry line in a chapter ``CHAPTER_COLORS`` does not list is drawn in a fallback
+    colour map: its runs never vanish from the all-curves figure."""
+    from dataclasses import replace
+
+    from cifar_utils import experiments
+    from cifar_utils.plots import CHAPTER_COLORS, chapter_colormap, plot_test_accuracy_curves
+
+    assert all(chapter_colormap(c) == CHAPTER_COLORS[c] for c in experiments.CHAPTERS)
+    later = replace(experiments.get_experiment(2), number=len(experiments.EXPERIMENTS) + 1, chapter=7, study=None)
+    monkeypatch.setattr(experiments, "EXPERIMENTS", (*experiments.EXPERIMENTS, later))
+    assert chapter_colormap(7) not in CHAPTER_COLORS.values()
+    runs = [record(2, [0.5, 0.6], [0.4, 0.5]), record(19, [0.5, 0.6], [0.3, 0.4]),
+            record(later.number, [0.5, 0.6], [0.45, 0.55])]
+    fig = plot_test_accuracy_curves(runs)
+    (ax,) = fig.axes
+    colors = {line.get_label(): tuple(line.get_color()) for line in ax.get_lines()}
+    assert list(colors) == [experiments.get_experiment(n).label for n in (2, 19, later.number)]  # by chapter
+    assert colors[later.label] == tuple(plt.get_cmap(chapter_colormap(7))(0.45))
+    assert len(set(colors.values())) == 3
+    plt.close(fig)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_utils import get_experiment
+from cifar_utils import EXPERIMENTS, get_experiment
 from cifar_utils import run_all as driver
 from cifar_utils.chapter import Chapter
 from cifar_utils.course import PROFILES, chapter6_settings, profile_settings, run_settings
@@ -59,14 +59,16 @@ def test_laptop_training_tasks():
     args = driver.parse_args(["--profile", "laptop", "--data", "x.npz"])
     tasks = driver.training_tasks(args, driver.chapters(ROOT / "notebooks", []))
     by_key = {(t.experiment, t.variant_label, t.seed): t for t in tasks}
-    assert all((by_key[(n, None, 0)].epochs, by_key[(n, None, 0)].batch_size) == (10, 64) for n in range(1, 20))
-    assert all((by_key[(n, None, 0)].epochs, by_key[(n, None, 0)].batch_size) == (None, None) for n in (20, 21))
+    study_recipe = [e.number for e in EXPERIMENTS if e.study_recipe]  # 1-19; 20 and 21 have recipes of their own
+    assert study_recipe[:19] == list(range(1, 20))
+    assert all((by_key[(e.number, None, 0)].epochs, by_key[(e.number, None, 0)].batch_size) ==
+               ((10, 64) if e.study_recipe else (None, None)) for e in EXPERIMENTS)
     factorial = {k for k in by_key if k[0] in (6, 7, 8, 9, 11, 12, 13, 18) and k[1] is None}
     assert {seed for _, _, seed in factorial} == {0, 1} and len(factorial) == 16
     sweeps = [t for t in tasks if t.variant_label]
     assert len(sweeps) == 2 * 2 + 3 and all(t.epochs is None for t in sweeps)
     assert [t.batch_size for t in sweeps if t.variant_label.startswith("dropout")] == [64, 64, 64]
-    assert len(tasks) == 21 + 8 + 7
+    assert len(tasks) == len(EXPERIMENTS) + 8 + 7  # each once, the 8 cells' second seed, 7 sweep points
 
 
 def test_cpu_reference_profile_tasks():
@@ -74,9 +76,9 @@ def test_cpu_reference_profile_tasks():
     assert (args.epochs, args.batch_size, args.subset, args.seeds) == (30, None, None, [0])
     tasks = driver.training_tasks(args, driver.chapters(ROOT / "notebooks", []))
     by_key = {(t.experiment, t.variant_label, t.seed): t for t in tasks}
-    full = [n for n in range(1, 20) if n != 18]  # 18 is the factorial's own cell: small setting only
-    assert all((by_key[(n, None, 0)].epochs, by_key[(n, None, 0)].batch_size) == (30, None) for n in full)
-    assert all((by_key[(n, None, 0)].epochs, by_key[(n, None, 0)].batch_size) == (None, None) for n in (20, 21))
+    full = [e for e in EXPERIMENTS if e.number != 18]  # 18 is the factorial's own cell: small setting only
+    assert all((by_key[(e.number, None, 0)].epochs, by_key[(e.number, None, 0)].batch_size) ==
+               ((30, None) if e.study_recipe else (None, None)) for e in full)
     small = "train_images=10000"
     factorial = {k for k in by_key if k[0] in (6, 7, 8, 9, 11, 12, 13, 18) and k[1] == small}
     assert {seed for _, _, seed in factorial} == {0, 1, 2} and len(factorial) == 24
@@ -84,7 +86,7 @@ def test_cpu_reference_profile_tasks():
     assert {k[2] for k in by_key if k[0] == 21} == {0, 1, 2} and {k[2] for k in by_key if k[0] == 20} == {0}
     sweeps = [t for t in tasks if t.variant_label and t.variant_label != small]
     assert len(sweeps) == 2 * 2 + 3 and all(t.epochs is None and t.variant_label.endswith(small) for t in sweeps)
-    assert len(tasks) == 18 + 24 + 1 + 3 + 7
+    assert len(tasks) == len(full) + 2 + 24 + 7  # 21's two more seeds, the small cells, the sweep points
     assert not driver.notebook_parameters(args, ROOT / "notebooks" / "03_techniques.ipynb")["exercises"]
 
 
