@@ -1,4 +1,12 @@
-"""Shared fixtures: small CIFAR-shaped datasets written in every supported format."""
+"""Shared fixtures: small CIFAR-shaped datasets written in every supported format.
+
+Test tiers: a test is marked ``@pytest.mark.slow`` (a whole module with ``pytestmark``)
+when it trains a model for more than a few steps, executes a notebook, ``./run_all.sh`` or
+the pipeline, starts worker processes (the pool's, fake ones included) or a Dask cluster,
+or takes more than 2 s on a 2-core machine with its share of a module fixture (a test that
+reads an expensive module fixture is slow with it). The rest, ``pytest -m "not slow"``,
+runs in under 3 minutes on 2 cores; CI runs everything.
+"""
 
 import io
 import os

@@ -6,7 +6,8 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
+
+from fake_attempts import record_attempt
 
 
 def work(task_json: str, topic: str, key: str, token: str, echo: bool) -> dict:
@@ -14,10 +15,7 @@ def work(task_json: str, topic: str, key: str, token: str, echo: bool) -> dict:
 
     task = json.loads(task_json)
     worker, seed = get_worker(), task["seed"]
-    folder = Path(task["out_dir"])
-    folder.mkdir(parents=True, exist_ok=True)
-    number = len(list(folder.glob(f"attempt-{seed}-*"))) + 1
-    (folder / f"attempt-{seed}-{number}").write_text(str(os.getpid()))
+    number = record_attempt(task["out_dir"], seed)
     worker.log_event(topic, {"key": key, "line": f"exp 2 seed {seed}: epoch 1/1"})
     if seed == 1 and number == 1 or seed == 2:  # 1 hangs once, 2 every time
         os.kill(os.getpid(), signal.SIGSTOP)

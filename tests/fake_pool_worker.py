@@ -7,7 +7,8 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
+
+from fake_attempts import record_attempt
 
 CONTROL = "@@pool "
 
@@ -16,19 +17,10 @@ def say(payload: dict) -> None:
     print(CONTROL + json.dumps(payload), flush=True)
 
 
-def attempt(task: dict) -> int:
-    """Record this attempt (its pid) in the runs folder; return its number, from 1."""
-    folder = Path(task["out_dir"])
-    folder.mkdir(parents=True, exist_ok=True)
-    number = len(list(folder.glob(f"attempt-{task['seed']}-*"))) + 1
-    (folder / f"attempt-{task['seed']}-{number}").write_text(str(os.getpid()))
-    return number
-
-
 def main() -> None:
     for line in sys.stdin:
         task = json.loads(line)
-        seed, number = task["seed"], attempt(task)
+        seed, number = task["seed"], record_attempt(task["out_dir"], task["seed"])
         print(f"exp 2 seed {seed}: epoch 1/1", flush=True)
         if seed == 1 and number == 1 or seed == 2:  # 1 hangs once, 2 every time
             os.kill(os.getpid(), signal.SIGSTOP)

@@ -73,6 +73,7 @@ def test_shift_range_and_mass_preserved_away_from_borders():
     assert np.corrcoef(dy, dx)[0, 1] ** 2 < 0.01  # independent axes
 
 
+@pytest.mark.slow
 def test_flip_ratio_is_one_half():
     images = np.zeros((4000, 32, 32, 3), "float32")
     images[:, :, :8, :] = 1.0  # left quarter bright; a flip moves it right
@@ -95,6 +96,7 @@ def test_nearest_fill_replicates_the_edge():
         np.testing.assert_allclose(image[:, : int(shift), 0], 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_trains_inside_a_model_and_serialises(tmp_path):
     model = keras.Sequential([keras.Input((32, 32, 3)), Augment(seed=0), keras.layers.Flatten(),
                               keras.layers.Dense(10, activation="softmax")])

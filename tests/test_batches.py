@@ -56,6 +56,7 @@ class Logged(EpochBatches):
         return super().__getitem__(index)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps_per_execution", [1, 3])
 def test_fit_takes_each_epochs_batches_in_that_epochs_order(steps_per_execution):
     """Compiled as runs are (no eager mode), with prefetching: no batch of an epoch is cut
@@ -73,6 +74,7 @@ def test_fit_takes_each_epochs_batches_in_that_epochs_order(steps_per_execution)
     assert handed == [(epoch, i) for epoch in (1, 2) for i in range(len(logged))]
 
 
+@pytest.mark.slow
 def test_a_run_resumed_mid_way_ends_in_the_same_model_as_an_uninterrupted_one(tmp_path):
     from tests.test_training import Crash
 

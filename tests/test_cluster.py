@@ -27,6 +27,7 @@ from cifar_utils.cluster import (  # noqa: E402
 )
 from cifar_utils.pool import RunTask  # noqa: E402
 from cifar_utils.training import RunRecord, read_history  # noqa: E402
+from tests.fake_attempts import attempts, gone  # noqa: E402
 
 
 def task(out, experiment=2, seed=0, **kwargs):
@@ -58,6 +59,7 @@ def _is_descendant(pid: int, ancestor: int) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_a_local_cluster_trains_every_run_names_a_failure_and_survives_a_killed_worker(tmp_path):
     """One cluster for both checks: every worker start imports TensorFlow, the slow part here."""
     epochs = 10
@@ -118,17 +120,11 @@ def test_a_local_cluster_trains_every_run_names_a_failure_and_survives_a_killed_
     assert not list(folder.glob("checkpoint-e*"))
 
 
+@pytest.mark.slow
 def test_workers_started_by_the_worker_command_train_for_a_remote_scheduler(tmp_path):
-    scheduler_file = tmp_path / "scheduler.json"
-    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                  "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scheduler, address = _scheduler(tmp_path)
     workers = None
     try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        address = json.loads(scheduler_file.read_text())["address"]
         with open(tmp_path / "workers.log", "w") as log:
             workers = subprocess.Popen([sys.executable, "-m", "cifar_utils.cluster", "worker", address,
                                         "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
@@ -149,6 +145,7 @@ def test_workers_started_by_the_worker_command_train_for_a_remote_scheduler(tmp_
     assert "1 worker(s) on" in (tmp_path / "workers.log").read_text()
 
 
+@pytest.mark.slow
 def test_local_workers_get_the_pools_environment_one_gpu_each():
     cluster = local_cluster(2, gpus=["0", "1"])
     try:
@@ -163,6 +160,7 @@ def test_local_workers_get_the_pools_environment_one_gpu_each():
     assert set(seen["TF_FORCE_GPU_ALLOW_GROWTH"].values()) == {"true"}
 
 
+@pytest.mark.slow
 def test_no_run_starts_after_the_deadline(tmp_path):
     lines = []
     result = run_on_cluster([task(tmp_path, 2, 0), task(tmp_path, 2, 1)], "local:1", say=lines.append, deadline=0)
@@ -191,17 +189,7 @@ def fake_work(monkeypatch):
     monkeypatch.setattr(cluster, "RESTART_SECONDS", 2)
 
 
-def attempts(out: Path, seed: int) -> list[int]:
-    return [int(p.read_text()) for p in sorted(out.glob(f"attempt-{seed}-*"))]
-
-
-def gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
+@pytest.mark.slow
 def test_a_hung_worker_is_restarted_and_its_run_retried_once_then_failed_by_name(tmp_path, fake_work):
     # On 41e0ce3 --cluster local:2 waited for ever on a worker stopped with SIGSTOP.
     lines = []
@@ -219,6 +207,7 @@ def test_a_hung_worker_is_restarted_and_its_run_retried_once_then_failed_by_name
     assert lines[-1] == "cluster: 3 of 4 runs finished; 1 FAILED: exp 2 seed 2"
 
 
+@pytest.mark.slow
 def test_the_deadline_holds_while_a_cluster_worker_hangs(tmp_path, fake_work, monkeypatch):
     # The deadline comes once the hanging run has started, however long this machine takes
     # to start a local cluster (a fixed 1 s came before the first run on a loaded CI machine).
@@ -233,16 +222,23 @@ def test_the_deadline_holds_while_a_cluster_worker_hangs(tmp_path, fake_work, mo
 
 
 def _scheduler(tmp_path):
+    """A Dask scheduler process on a free local port, and its address once it has written it."""
     scheduler_file = tmp_path / "scheduler.json"
     process = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
                                 "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not scheduler_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return process, json.loads(scheduler_file.read_text())["address"]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return process, json.loads(scheduler_file.read_text())["address"]
+    except BaseException:
+        process.kill()
+        process.wait(timeout=60)
+        raise
 
 
+@pytest.mark.slow
 def test_a_scheduler_lost_mid_run_names_the_runs_not_finished(tmp_path, fake_work, monkeypatch, capfd):
     # On 41e0ce3 a scheduler killed mid-run ended in a raw FuturesCancelledError.
     monkeypatch.setattr(cluster, "CONNECT_SECONDS", 3)
@@ -287,6 +283,7 @@ def test_an_unreachable_scheduler_is_named_at_once(tmp_path):
             parse_address(bad)
 
 
+@pytest.mark.slow
 def test_a_run_waiting_for_a_worker_to_join_is_not_taken_for_hung(tmp_path, fake_work):
     scheduler, address = _scheduler(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}

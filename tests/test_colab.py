@@ -186,6 +186,7 @@ def shown_text(cell) -> str:
     return "".join(o.get("data", {}).get("text/markdown", "") for o in cell.outputs if o.output_type == "display_data")
 
 
+@pytest.mark.slow
 def test_a_chapter_runs_in_a_colab_like_kernel_without_a_restart(tmp_path, monkeypatch):
     """Chapter 1's cells; the other chapters' set-up cells are the same text (the first test), and
     their import cells run here too, in the same kernel. A kernel per chapter would add a venv, a
@@ -197,10 +198,10 @@ def test_a_chapter_runs_in_a_colab_like_kernel_without_a_restart(tmp_path, monke
     python = colab_like_python(tmp_path / "venv")
     site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())
+    env = kernel_environment(tmp_path, python, monkeypatch)  # without PYTHONPATH, which could name a checkout
     probe = subprocess.run([python, "-c", "import importlib.util; assert importlib.util.find_spec('keras'); "
-                            "import cifar_utils"], cwd=tmp_path, capture_output=True, text=True)
+                            "import cifar_utils"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert "No module named 'cifar_utils'" in probe.stderr, probe.stderr[-2000:]  # sees Keras, not the package
-    env = kernel_environment(tmp_path, python, monkeypatch)
     content = tmp_path / "content"  # Colab's working folder
     content.mkdir()
     nb = nbformat.v4.new_notebook(cells=chapter_cells(NOTEBOOKS[0], repository, site))

@@ -51,6 +51,7 @@ def test_the_cpu_profile_warning_uses_the_cost_table(monkeypatch):
     assert "AMD EPYC" in warning and "up to 5x" in warning
 
 
+@pytest.mark.slow
 def test_export_script_adds_runs_and_names_what_is_missing(tmp_path):
     from tests.factories import make_runs
 

@@ -70,6 +70,7 @@ def test_a_functional_model_is_refused():
         as_experiment(keras.Model(inputs, layers.Dense(10)(layers.Flatten()(inputs))))
 
 
+@pytest.mark.slow
 def test_try_out_trains_a_custom_model_records_and_plots_it_like_any_run(tmp_path, monkeypatch, capsys):
     plotted = []
     real = chapter_module.show

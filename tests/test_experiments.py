@@ -46,6 +46,7 @@ def test_registry_matches_the_study_table():
     assert sum(e.study.seconds_per_epoch for e in STUDY_EXPERIMENTS) * 300 / 60 == pytest.approx(690, abs=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", range(1, 18))
 def test_parameter_count_is_exact(number):
     exp = get_experiment(number)
@@ -95,6 +96,7 @@ def test_vgg_block_has_two_convs_and_one_bn():
     assert kinds.count("Conv2D") == 10 and kinds.count("BatchNormalization") == 6
 
 
+@pytest.mark.slow
 def test_augmentation_only_where_the_study_used_it():
     with_augment = [e.number for e in STUDY_EXPERIMENTS if isinstance(build_model(e).layers[0], Augment)]
     assert with_augment == [16, 17]

@@ -64,6 +64,7 @@ def test_ema_momentum_is_lowered_only_for_runs_too_short_for_it():
     assert ema_momentum(0.0, 45) == 0.0
 
 
+@pytest.mark.slow
 def test_records_carry_the_final_models_own_figures(tiny, tmp_path):
     bn = run_experiment(11, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path)
     assert bn.bn_statistics == "running" and 0 <= bn.bn_reestimated_test_acc <= 100
@@ -74,6 +75,7 @@ def test_records_carry_the_final_models_own_figures(tiny, tmp_path):
     assert 0 <= plain.train_eval_acc <= 100 and plain.train_eval_loss > 0
 
 
+@pytest.mark.slow
 def test_an_ema_run_resumed_after_its_last_checkpoint_ends_in_the_same_model(tiny, tmp_path):
     exp = get_experiment(9).vary("ema", ema=0.9)
     kwargs = dict(epochs=3, batch_size=64, data=tiny, checkpoint_seconds=0)

@@ -84,6 +84,7 @@ def test_class_examples_show_the_chosen_images_one_row_per_class(data):
     assert (few[:, 0] == np.arange(10)).all() and (few[:, 1:] == -1).all()
 
 
+@pytest.mark.slow
 def test_raw_pixels_scale_every_preactivation_by_255_and_start_with_a_huge_loss(scale_effect):
     spread, loss, backend = scale_effect
     assert backend == keras.backend.backend()
@@ -100,6 +101,7 @@ def test_raw_pixels_scale_every_preactivation_by_255_and_start_with_a_huge_loss(
     assert loss["raw"].iloc[0] > 30 and loss["raw"].iloc[-1] < loss["raw"].iloc[0] / 3
 
 
+@pytest.mark.slow
 def test_input_scale_effect_is_deterministic_and_its_figure_plots_it(data, scale_effect):
     (x_train, y_train), _ = data
     again = il.input_scale_effect(x_train, y_train, steps=3)
@@ -149,6 +151,7 @@ def test_parameter_counts_per_layer_match_the_architecture():
     assert any("conv2, conv3, conv4, conv5, 24 % each" in t.get_text() for t in ax.texts)
 
 
+@pytest.mark.slow
 def test_dropout_mask_drops_about_rate_and_rescales_survivors(data):
     (x_train, _), _ = data
     example = timed("dropout_example", il.dropout_example, x_train[0], rate=0.3, seed=0)
@@ -197,6 +200,7 @@ def test_neighbour_correlation_measures_how_alike_adjacent_values_of_a_channel_a
     assert il.neighbour_correlation(example.activation) > 0.5  # the chapter's map: dropping one value is weak
 
 
+@pytest.mark.slow
 def test_he_keeps_the_activation_spread_and_glorot_shrinks_it(spread):
     assert len(spread) == 3 * (15 + 5)
     change = il.spread_change(spread)
@@ -219,6 +223,7 @@ def test_he_keeps_the_activation_spread_and_glorot_shrinks_it(spread):
     assert "glorot_uniform" in ax_plain.lines[0].get_label()
 
 
+@pytest.mark.slow
 def test_activation_spread_is_deterministic_given_a_seed(data):
     (x_train, _), _ = data
     first = il.activation_spread(x_train, depth=4, basic=False, seed=3)
@@ -226,6 +231,7 @@ def test_activation_spread_is_deterministic_given_a_seed(data):
     assert not np.array_equal(first["std"], il.activation_spread(x_train, depth=4, basic=False, seed=4)["std"])
 
 
+@pytest.mark.slow
 def test_batch_norm_holds_each_layer_at_mean_0_std_1_and_without_it_the_scale_drifts(distributions):
     summary, values = distributions
     assert len(summary) == 10 and list(summary["experiment"].unique()) == [6, 11]
@@ -253,6 +259,7 @@ def test_batch_norm_holds_each_layer_at_mean_0_std_1_and_without_it_the_scale_dr
     assert stds == [f"std {s:.2f}" for s in with_bn["std"]]
 
 
+@pytest.mark.slow
 def test_augment_draws_differ_and_flip_with_a_fixed_seed(data):
     (x_train, _), _ = data
     image = x_train[3]
@@ -288,6 +295,7 @@ def bn_momentum(data):
     return timed("bn_momentum_effect", il.bn_momentum_effect, x_train, y_train, x_test, y_test)
 
 
+@pytest.mark.slow
 def test_running_statistics_lag_the_weights_with_momentum_099_and_keep_up_with_06(bn_momentum):
     accuracy = bn_momentum.accuracy
     assert list(accuracy.index) == list(range(0, 201, 10))
@@ -319,6 +327,7 @@ def test_running_statistics_lag_the_weights_with_momentum_099_and_keep_up_with_0
     assert "the same line for every momentum" in labels[1]
 
 
+@pytest.mark.slow
 def test_replayed_running_statistics_are_what_keras_computes_with_each_momentum(data, bn_momentum):
     (x_train, y_train), (x_test, y_test) = data
     # one model trained with momentum 0 and its statistics averaged by hand, against one model per momentum

@@ -33,6 +33,7 @@ def close_figures():
     plt.close("all")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number, steps, epochs", [(20, 8, 30), (21, 5, 12)])
 def test_the_schedule_curve_is_the_rate_the_optimizer_applies_at_each_step(number, steps, epochs):
     recipe = get_experiment(number).recipe
@@ -79,6 +80,7 @@ def test_label_smoothing_targets_are_read_off_the_training_loss():
     np.testing.assert_allclose(heights[10:], ing.smoothed_targets(0.1))
 
 
+@pytest.mark.slow
 def test_the_whitening_figure_shows_the_kernel_experiment_21_trains_with(data):
     (x_train, _), _ = data
     result = ing.whitening_example(x_train, count=300)
@@ -102,6 +104,7 @@ def tiny(data):
     return ing.tiny_model(x_train, y_train, epochs=4)
 
 
+@pytest.mark.slow
 def test_tta_effect_pairs_each_kind_with_no_views_on_the_same_images(data, tiny):
     _, (x_test, y_test) = data
     chosen = ing.tta_images(y_test, 200)
@@ -123,6 +126,7 @@ def test_tta_effect_pairs_each_kind_with_no_views_on_the_same_images(data, tiny)
     assert len(ing.tta_images(y_test, 200)) == 200 and len(ing.tta_images(y_test, 10_000)) == len(y_test)
 
 
+@pytest.mark.slow
 def test_tta_uses_a_stored_run_that_can_carry_a_verdict_else_a_tiny_model_said_first(data, tiny, tmp_path,
                                                                                      monkeypatch):
     from cifar_utils.training import run_experiment

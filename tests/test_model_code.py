@@ -32,6 +32,7 @@ def changed_lines(diff: str) -> tuple[list[str], list[str]]:
     return removed, added
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", EXPERIMENTS, ids=lambda e: e.key)
 def test_listing_rebuilds_the_trained_model(experiment):
     model = run_listing(model_code(experiment))
@@ -177,6 +178,7 @@ def expand(diagram: str) -> list[str]:
     return tokens
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", STUDY, ids=lambda e: e.key)
 def test_diagram_unfolds_to_the_model_layers(experiment):
     diagram = architecture(experiment)
@@ -200,6 +202,7 @@ def test_diagram_unfolds_to_the_model_layers(experiment):
             assert token == f"Drop{layer.rate:g}"
 
 
+@pytest.mark.slow
 def test_diagrams_tell_the_seventeen_apart():
     diagrams = {e.number: architecture(e) for e in STUDY}
     assert len(set(diagrams.values())) == 17
@@ -279,6 +282,7 @@ JAX_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_listing_round_trips_on_jax():
     pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax"}

@@ -40,6 +40,7 @@ def rate(verdicts, *kinds):
     return float(np.mean([v in kinds for v in verdicts]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds", [1, 2, 3, 5])
 @pytest.mark.parametrize("seed_sd", [0.2, 1.0])
 def test_difference_rule_false_positive_rate_is_at_most_5_percent(seeds, seed_sd):
@@ -68,6 +69,7 @@ def test_difference_rule_finds_a_real_effect(seeds, effect):
     assert rate(verdicts, CONTRADICTED) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds", [1, 3])
 def test_no_change_rule_false_positive_rate(seeds):
     """expect=0: "supported" needs the difference shown within +-2 points; a real 2.5-point
@@ -91,6 +93,7 @@ def factorial_runs(rng, seeds, means=None):
     return [r for levels, n in FACTORIAL.items() for r in simulated(rng, n, means.get(levels, 70.0), seeds, 0.5)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds", [1, 2, 3, 5])
 @pytest.mark.parametrize("test", [OnlyTogether("he_init", "batch_norm"), Effect("dropout")],
                          ids=["bn_he_together", "dropout_main"])
@@ -152,6 +155,7 @@ def test_single_seed_sides_use_the_spread_measured_at_the_same_settings():
     assert evaluate(Difference(1, 2), make_runs(1, [50.0]) + make_runs(2, [56.0]))[0] == SUPPORTED  # 1 point assumed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed_sd", [1.0, 2.6])
 def test_single_seed_rule_with_a_measured_setting_is_calibrated(seed_sd):
     """2.6 points: the seed spread measured at the laptop profile, above the assumed 1 point."""

@@ -100,6 +100,7 @@ def test_the_code_chapter_1_shows_is_the_model_experiment_1_trains():
     assert namespace["model"].count_params() == 24_522
 
 
+@pytest.mark.slow
 def test_chapter_1_shows_the_studys_compile_and_fit_and_trains_only_when_asked(tmp_path, capsys):
     import keras
     from keras import layers
@@ -162,6 +163,7 @@ def starter_experiments(path):
     return starter_calls(path)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem != "05_summary"], ids=lambda p: p.stem[:2])
 def test_every_exercise_starter_builds_its_models(path):
     for call in starter_calls(path):
@@ -180,6 +182,7 @@ def test_chapter_3s_own_dropout_networks_are_experiment_7_and_its_channel_wise_t
         f"layer {i}: SpatialDropout2D != Dropout" for i in (2, 5, 8, 11, 14)]  # after each of the five pools
 
 
+@pytest.mark.slow
 def test_a_starter_trains_briefly_into_its_own_folder(tmp_path):
     chapter = Chapter(3, out_dir=tmp_path, data_source="sample")
     records = chapter.try_out(starter_experiments(NOTEBOOKS[2]), epochs=1, subset=300)
@@ -190,6 +193,7 @@ def test_a_starter_trains_briefly_into_its_own_folder(tmp_path):
     assert skipped.try_out([9]) == [] and not (tmp_path / "quick").exists()
 
 
+@pytest.mark.slow
 def test_quick_run_reports_progress(quick):
     _, _, stdout = quick
     for nb in NOTEBOOKS:
@@ -200,6 +204,7 @@ def test_quick_run_reports_progress(quick):
     assert "all 6 notebooks ran" in stdout
 
 
+@pytest.mark.slow
 def test_every_notebook_executed_and_recorded_its_numbers(quick):
     out, _, _ = quick
     for chapter in (1, 2, 3, 4, 6):
@@ -221,6 +226,7 @@ def test_every_notebook_executed_and_recorded_its_numbers(quick):
     assert len(records) == len({Path(r["run_dir"]).name for r in records})  # each run trained once
 
 
+@pytest.mark.slow
 def test_the_code_each_chapter_shows_is_the_model_it_trains(quick):
     """Every experiment's listing, or its diff from an earlier one, is shown; both are
     generated from the very model that trains (tests/test_model_code.py runs each listing)."""
@@ -260,6 +266,7 @@ class ReportParser(HTMLParser):
             self._rows = None
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_with_every_figure(quick):
     out, report, _ = quick
     html = (report / "index.html").read_text(encoding="utf-8")
@@ -286,6 +293,7 @@ def test_report_is_self_contained_with_every_figure(quick):
     assert "optimistic number" in html  # the honesty note where the best epoch is shown
 
 
+@pytest.mark.slow
 def test_results_csv_has_the_17_experiments(quick):
     _, report, _ = quick
     with open(report / "results.csv") as stream:
@@ -296,6 +304,7 @@ def test_results_csv_has_the_17_experiments(quick):
     assert all(r["study_test_acc"] == "" for r in rows[len(STUDY_EXPERIMENTS):])  # the course's own
 
 
+@pytest.mark.slow
 def test_second_run_reuses_finished_work(quick):
     out, _, _ = quick
     result = run_all("--quick", "--only", "01", "--out", out, "--no-report")
@@ -304,6 +313,7 @@ def test_second_run_reuses_finished_work(quick):
     assert "pool: 2/2 runs done" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="chromium not installed")
 def test_report_renders_in_headless_chromium(quick, tmp_path):
     assert CHROMIUM, "CI must install Debian's chromium (see .ci/run)"
@@ -328,6 +338,7 @@ def test_report_renders_in_headless_chromium(quick, tmp_path):
     assert dark > 0.002 and coloured > 0.002, (dark, coloured)
 
 
+@pytest.mark.slow
 def test_failing_notebook_fails_the_run_by_name(tmp_path):
     notebooks = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", notebooks)
@@ -343,6 +354,7 @@ def test_failing_notebook_fails_the_run_by_name(tmp_path):
     assert errors and errors[0].evalue == "deliberate failure"  # the partial executed copy is kept
 
 
+@pytest.mark.slow
 def test_no_data_stops_before_training(tmp_path):
     result = run_all("--data", tmp_path / "missing.npz", "--out", tmp_path / "out")
     assert result.returncode != 0
@@ -350,6 +362,7 @@ def test_no_data_stops_before_training(tmp_path):
     assert not (tmp_path / "out" / "runs").exists()
 
 
+@pytest.mark.slow
 def test_help_lists_the_options():
     result = run_all("--help")
     assert result.returncode == 0
@@ -358,6 +371,7 @@ def test_help_lists_the_options():
         assert option in result.stdout
 
 
+@pytest.mark.slow
 def test_reference_folder_renders_every_chapter_without_training(quick, tmp_path):
     """The committed report is built this way from results/reference (a GPU run); here from quick runs."""
     from cifar_utils.reference import export_reference, load_reference

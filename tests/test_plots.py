@@ -21,24 +21,20 @@ from cifar_utils.plots import (
     plot_curves_together,
     plot_gap_curves,
 )
-from cifar_utils.training import RunRecord
+from tests.factories import make_record
 
 NAN = float("nan")
 
 
 def record(experiment, train, test, seed=0, wall_seconds=30.0):
-    """A run with the given per-epoch train and test accuracies (fractions; NaN = not evaluated)."""
+    """A run with the given per-epoch train and test accuracies (fractions; NaN = not evaluated)
+    and no final-model gap, so that the gap figure draws its running curves only."""
     epochs = len(train)
-    return RunRecord(
-        experiment=experiment, name=f"exp {experiment}", seed=seed, status="completed", epochs_completed=epochs,
-        train_loss=0.5, test_loss=0.7, train_acc=100 * train[-1], test_acc=100 * test[-1],
-        best_test_acc=100 * np.nanmax(test), best_epoch=epochs, param_count=1, wall_seconds=wall_seconds,
-        seconds_per_epoch=wall_seconds / epochs, images_per_second=1.0, backend="tensorflow", device="CPU",
-        data_source="test", versions={}, params={"epochs": epochs, "batch_size": 512},
-        history={"epoch": list(range(epochs)), "loss": [1.0 - t / 2 for t in train],
-                 "val_loss": [NAN if np.isnan(t) else 1.2 - t / 2 for t in test],
-                 "accuracy": list(train), "val_accuracy": list(test),
-                 "epoch_seconds": [wall_seconds / epochs] * epochs})
+    history = {"epoch": list(range(epochs)), "loss": [1.0 - t / 2 for t in train],
+               "val_loss": [NAN if np.isnan(t) else 1.2 - t / 2 for t in test],
+               "accuracy": list(train), "val_accuracy": list(test), "epoch_seconds": [wall_seconds / epochs] * epochs}
+    return make_record(experiment, 100 * test[-1], seed, train_acc=100 * train[-1], train_eval_acc=NAN,
+                       best_test_acc=100 * np.nanmax(test), epochs=epochs, wall_seconds=wall_seconds, history=history)
 
 
 @pytest.fixture(autouse=True)

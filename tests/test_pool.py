@@ -14,12 +14,14 @@ from cifar_utils import pool
 from cifar_utils.costs import CPU_AFTER_SECONDS, CPU_EPOCH_SECONDS
 from cifar_utils.pool import STALL_SECONDS, RunTask, heartbeat, run_pool, train_task, worker_environment
 from cifar_utils.training import RunRecord
+from tests.fake_attempts import attempts, gone
 
 
 def task(out, experiment=2, seed=0, **kwargs):
     return RunTask(experiment, seed, str(out), data_source="sample", subset=200, epochs=1, batch_size=64, **kwargs)
 
 
+@pytest.mark.slow
 def test_pool_trains_every_run_names_a_failure_and_finishes_the_others(tmp_path):
     lines = []
     variant = task(tmp_path, 9, 0, variant={"dropout": 0.5}, variant_label="dropout=0.5")
@@ -56,6 +58,7 @@ def _workers_of(parent: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_a_killed_worker_fails_its_run_only_and_is_replaced(tmp_path):
     lines = []
     slow = RunTask(2, 5, str(tmp_path), data_source="sample", subset=200, epochs=40, batch_size=16)
@@ -81,13 +84,18 @@ def test_a_killed_worker_fails_its_run_only_and_is_replaced(tmp_path):
     assert sorted(t.seed for t in result.finished) == [0, 1]  # a new worker took the rest
 
 
-def test_workers_share_gpus_round_robin_without_preallocating():
+def test_workers_share_gpus_round_robin_without_preallocating(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     env = worker_environment(3, ["0", "1"])
     assert env["CUDA_VISIBLE_DEVICES"] == "1"
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
-    assert "CUDA_VISIBLE_DEVICES" not in worker_environment(0, []) or os.environ.get("CUDA_VISIBLE_DEVICES")
+    # Without GPUs a worker inherits the variable as it is, set or not.
+    assert worker_environment(0, [])["CUDA_VISIBLE_DEVICES"] == "0,1"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert "CUDA_VISIBLE_DEVICES" not in worker_environment(0, [])
 
 
+@pytest.mark.slow
 def test_no_run_starts_after_the_deadline(tmp_path):
     lines = []
     result = run_pool([task(tmp_path, 2, s) for s in range(3)], jobs=1, say=lines.append, deadline=1)
@@ -106,18 +114,7 @@ def fake_workers(monkeypatch):
     monkeypatch.setattr(pool, "WORKER_COMMAND", FAKE_WORKER)
 
 
-def attempts(out: Path, seed: int) -> list[int]:
-    """The pids of the fake worker's attempts at ``seed``, in order."""
-    return [int(p.read_text()) for p in sorted(out.glob(f"attempt-{seed}-*"))]
-
-
-def gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
+@pytest.mark.slow
 def test_a_hung_worker_is_killed_and_its_run_retried_once_then_failed_by_name(tmp_path, fake_workers):
     # On 41e0ce3 a worker stopped with SIGSTOP made the pool wait for ever.
     lines = []
@@ -134,6 +131,7 @@ def test_a_hung_worker_is_killed_and_its_run_retried_once_then_failed_by_name(tm
     assert lines[-1] == "pool: 3 of 4 runs finished; 1 FAILED: exp 2 seed 2"
 
 
+@pytest.mark.slow
 def test_the_deadline_holds_while_a_worker_hangs(tmp_path, fake_workers, monkeypatch):
     # On 41e0ce3 --deadline was ignored while a worker hung: the pool waited for ever.
     # The deadline comes once the hanging run has started, however slowly this machine
@@ -151,6 +149,7 @@ def test_the_deadline_holds_while_a_worker_hangs(tmp_path, fake_workers, monkeyp
                          "1 run(s) not started: exp 2 seed 0")
 
 
+@pytest.mark.slow
 def test_the_last_line_says_how_many_finished_and_which_failed(tmp_path, fake_workers):
     # On 41e0ce3 the pool said "all runs finished" right after a run failed.
     lines = []
@@ -161,6 +160,7 @@ def test_the_last_line_says_how_many_finished_and_which_failed(tmp_path, fake_wo
     assert lines[-1] == "pool: 2 of 3 runs finished; 1 FAILED: exp 2 seed 5"
 
 
+@pytest.mark.slow
 def test_an_interrupted_pool_kills_its_workers_and_says_nothing_more(tmp_path, fake_workers):
     lines = []
 
@@ -176,6 +176,7 @@ def test_an_interrupted_pool_kills_its_workers_and_says_nothing_more(tmp_path, f
     assert gone(pid) and lines[-1].endswith("seed 2: epoch 1/1") and not attempts(tmp_path, 0)
 
 
+@pytest.mark.slow
 def test_a_training_worker_beats_while_batches_run(tmp_path):
     beats = []
     two_epochs = RunTask(2, 0, str(tmp_path), data_source="sample", subset=200, epochs=2, batch_size=64)

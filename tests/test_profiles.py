@@ -141,6 +141,7 @@ def test_reuse_never_trains_and_names_what_is_missing(tmp_path, capsys):
     assert "Experiment 6 has no finished run with these settings" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_cell_that_trains_says_first_what_it_costs_and_a_reused_run_says_nothing(tmp_path, capsys):
     from cifar_utils.costs import CPU_AFTER_SECONDS, CPU_EPOCH_SECONDS
 

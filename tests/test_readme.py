@@ -15,6 +15,7 @@ from cifar_utils.reference import load_reference  # noqa: E402
 from tests.factories import make_record  # noqa: E402
 
 
+@pytest.mark.slow
 def test_the_readme_block_is_what_the_committed_reference_gives():
     done = subprocess.run([sys.executable, "scripts/readme_results.py", "--check"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)

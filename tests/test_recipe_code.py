@@ -56,6 +56,7 @@ def test_listing_reads_like_the_recipe():
     assert "TriangularSchedule(peak=1.5" in recipe_code(get_experiment(21).recipe, 44)
 
 
+@pytest.mark.slow
 def test_a_chapter_shows_the_recipe_its_run_compiled(tmp_path, capsys):
     from cifar_utils import load_cifar10, run_experiment
     from cifar_utils.chapter import Chapter

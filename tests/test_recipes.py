@@ -88,6 +88,7 @@ def test_flip_tta_averages_the_image_and_its_mirror(sample):
     assert len(TTA_VIEWS["flip_shift"]) == 6
 
 
+@pytest.mark.slow
 def test_whitening_decorrelates_patches(sample):
     train, held_out = sample[0][0][:1000], sample[1][0]
     kernel, bias = whitening_weights(train, size=2)
@@ -121,6 +122,7 @@ def test_partial_identity_starts_as_a_pass_through():
         PartialIdentity()((2, 2, 3, 4))
 
 
+@pytest.mark.slow
 def test_new_networks_learn_on_real_images(sample, tmp_path):
     """The DNN baseline and the fast network learn above chance in a few epochs on real images."""
     from cifar_utils import run_experiment
@@ -155,6 +157,7 @@ BACKEND_CHECK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [
     "jax",
     pytest.param("torch", marks=pytest.mark.skipif(importlib.util.find_spec("torch") is None,
@@ -170,6 +173,7 @@ def test_new_recipes_and_networks_run_on_other_backends(backend):
     assert counts == {"21": str(build_model(21).count_params())}
 
 
+@pytest.mark.slow
 def test_ema_weights_are_the_final_model(sample):
     """Keras swaps the moving average into the weights at the end of fit: the final model is the EMA."""
     exp = get_experiment(2).vary(ema=0.5)  # the smallest network: the EMA is the optimizer's, any model will do

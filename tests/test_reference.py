@@ -11,6 +11,9 @@ from cifar_utils import load_cifar10, run_experiment
 from cifar_utils.chapter import Chapter
 from cifar_utils.reference import ReferenceError, export_reference, load_reference
 
+# Every test reads `made`, which trains four runs and exports them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):

@@ -21,7 +21,8 @@ from cifar_utils import run_all as driver
 from cifar_utils.folders import MANIFEST, ReportFolderError
 from cifar_utils.reference import ReferenceError, export_reference, load_reference
 from cifar_utils.report import build_report, chapter_status, merged_notebook
-from cifar_utils.training import RunRecord, data_fingerprint, load_predictions, plan_run
+from cifar_utils.training import data_fingerprint, load_predictions, plan_run
+from tests.factories import make_record
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY = "epoch,loss,accuracy,val_loss,val_accuracy,epoch_seconds\n1,1.0,0.5,1.2,0.4,1.0\n"
@@ -41,14 +42,11 @@ def fake_run(runs_dir, experiment, data, seed=0, epochs=None, batch_size=None, e
     """A finished run folder as ``run_experiment`` leaves it (record, history, predictions),
     with the parameters it would have; nothing trained."""
     plan = plan_run(experiment, data, seed, runs_dir, epochs, batch_size, eval_every)
-    record = RunRecord(
-        experiment=plan.experiment.number, name=plan.experiment.name, seed=seed, status="completed",
-        epochs_completed=1, train_loss=1.0, test_loss=1.2, train_acc=test_acc + 5, test_acc=test_acc,
-        best_test_acc=test_acc, best_epoch=1, param_count=1, wall_seconds=1.0, seconds_per_epoch=1.0,
-        images_per_second=1.0, backend="tensorflow", device="CPU", data_source="sample", versions={},
-        params=plan.params, history={"epoch": [1], "loss": [1.0], "accuracy": [0.5], "val_loss": [1.2],
-                                     "val_accuracy": [test_acc / 100], "epoch_seconds": [1.0]},
-        run_dir=str(plan.run_dir), variant=plan.experiment.variant)
+    history = {"epoch": [1], "loss": [1.0], "accuracy": [0.5], "val_loss": [1.2], "val_accuracy": [test_acc / 100],
+               "epoch_seconds": [1.0]}
+    record = make_record(plan.experiment.number, test_acc, seed, name=plan.experiment.name,
+                         variant=plan.experiment.variant, params=plan.params, history=history, wall_seconds=1.0,
+                         run_dir=str(plan.run_dir), data_source="sample")
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     (plan.run_dir / "record.json").write_text(record.to_json())
     (plan.run_dir / "history.csv").write_text(HISTORY)

@@ -23,6 +23,7 @@ SOURCE = os.environ.get("CIFAR10_SOURCE")
 EPOCHS = 3
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SOURCE, reason="needs the full JPEG copy of CIFAR-10 (CI sets CIFAR10_SOURCE)")
 def test_experiment_2_retrained_matches_the_reference_epoch_by_epoch(tmp_path):
     records = load_reference(ROOT / "results" / "reference").of(2)

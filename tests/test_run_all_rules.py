@@ -162,6 +162,7 @@ def test_a_chapter_failing_in_this_invocation_is_marked(tmp_path):
 
 # --- a summary never averages unlike runs --------------------------------------------------
 
+@pytest.mark.slow
 def test_summary_keeps_one_dataset_and_says_what_it_left_out(tmp_path, capsys):
     # On b2552c0 a run on the sample and one on an npz subset were averaged as "2 seeds".
     sample = load_cifar10("sample", subset=200)
@@ -180,6 +181,7 @@ def test_summary_keeps_one_dataset_and_says_what_it_left_out(tmp_path, capsys):
     assert "(subset 200, seed 0)" in out
 
 
+@pytest.mark.slow
 def test_summary_leaves_a_damaged_record_out_and_names_it(tmp_path, capsys):
     sample = load_cifar10("sample", subset=200)
     good = run_experiment(2, epochs=1, batch_size=64, data=sample, out_dir=tmp_path / "runs", seeds=[0, 1])
@@ -192,6 +194,7 @@ def test_summary_leaves_a_damaged_record_out_and_names_it(tmp_path, capsys):
     shutil.rmtree(tmp_path / "runs")
 
 
+@pytest.mark.slow
 def test_an_earlier_chapter_whose_runs_were_retrained_is_left_out(tmp_path):
     # On b2552c0 a chapter from an earlier invocation stayed in the report after --force had
     # retrained (or an interruption had removed) the runs it showed.

@@ -66,6 +66,7 @@ def test_reference_folders_are_named_by_their_recorded_parameters(run_dir):
     assert run_dir.name == f"{get_experiment(params['experiment']).key}-seed{params['seed']}-{digest}"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SOURCE, reason="needs the JPEG copy (CI sets CIFAR10_SOURCE)")
 def test_reference_runs_are_found_again_from_the_data():
     """Planned afresh from the real data and their recorded settings, the reference's runs

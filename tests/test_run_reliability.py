@@ -22,6 +22,7 @@ import pytest
 
 from cifar_utils import load_cifar10, load_records, run_experiment, training
 from cifar_utils.training import HISTORY_COLUMNS, RunError, RunRecord, RunStorageError, read_history
+from tests.callbacks import Crash
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,18 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny():
     return load_cifar10("sample", subset=200)
-
-
-class Crash(keras.callbacks.Callback):
-    """Interrupts training after ``at_epoch`` epochs, after the package's own callbacks ran."""
-
-    def __init__(self, at_epoch):
-        super().__init__()
-        self.at_epoch = at_epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.at_epoch:
-            raise KeyboardInterrupt("simulated interruption")
 
 
 def crashed_run(data, out_dir, at_epoch, **kwargs):
@@ -63,6 +52,7 @@ def assert_consistent(record: RunRecord, epochs: int):
 
 # --- a run that never finished (eval_every > 1, resumed) ---------------------------------
 
+@pytest.mark.slow
 def test_resume_with_eval_every_keeps_one_history_format(tiny, tmp_path):
     # On b2552c0 the rerun wrote 7-field rows under a 6-field header and every later run
     # failed with a pandas ParserError until the folder was deleted by hand.
@@ -105,6 +95,7 @@ def _read_until(process, marker, lines):
     raise AssertionError(f"{marker!r} never printed:\n" + "".join(lines))
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_run_share_its_result(tmp_path):
     # On b2552c0 one process returned 28 epochs at 30.0 % while the file said 30 epochs at
     # 27.5 %, others died on a checkpoint the other process had deleted.
@@ -177,6 +168,7 @@ def test_a_waiter_names_an_owner_that_makes_no_progress_and_gives_up(tiny, tmp_p
     assert not (run_dir / "record.json").exists() and not (run_dir / "params.json").exists()
 
 
+@pytest.mark.slow
 def test_a_waiter_keeps_waiting_while_the_owner_writes_then_reuses_its_folder(tmp_path, capsys):
     run_dir, release = tmp_path / "run", threading.Event()
     thread = _hold(run_dir, "exp 2 seed 0", release, touch_every=0.2)
@@ -203,6 +195,7 @@ def test_a_bad_lock_wait_setting_is_named(monkeypatch):
 
 # --- damaged files ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_truncated_record_is_named_and_rebuilt(tiny, tmp_path):
     record = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path)
     path = Path(record.run_dir) / "record.json"
@@ -217,6 +210,7 @@ def test_truncated_record_is_named_and_rebuilt(tiny, tmp_path):
     assert RunRecord.from_file(path) == rebuilt  # written back, intact
 
 
+@pytest.mark.slow
 def test_one_bad_record_does_not_hide_the_others(tiny, tmp_path):
     good = run_experiment(2, epochs=1, batch_size=64, data=tiny, out_dir=tmp_path, seeds=[0, 1])
     bad = Path(good[1].run_dir) / "record.json"
@@ -232,6 +226,7 @@ def test_one_bad_record_does_not_hide_the_others(tiny, tmp_path):
         RunRecord.from_file(Path(good[0].run_dir) / "record.json")
 
 
+@pytest.mark.slow
 def test_damaged_record_without_weights_is_set_aside_and_retrained(tiny, tmp_path):
     record = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path)
     run_dir = Path(record.run_dir)
@@ -243,6 +238,7 @@ def test_damaged_record_without_weights_is_set_aside_and_retrained(tiny, tmp_pat
     assert (run_dir / "model.weights.h5").exists()
 
 
+@pytest.mark.slow
 def test_damaged_newest_checkpoint_falls_back_to_the_older(tiny, tmp_path, capsys):
     run_dir, kwargs = crashed_run(tiny, tmp_path, at_epoch=4)
     newest = run_dir / "checkpoint-e0004.weights.h5"
@@ -255,6 +251,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_older(tiny, tmp_path, capsy
     assert not list(run_dir.glob("checkpoint-*")) and not list(run_dir.glob("*.damaged"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["deleted", "cut"])
 def test_history_that_lost_rows_is_never_paired_with_a_later_checkpoint(tiny, tmp_path, capsys, damage):
     # On b2552c0 the run ended "completed" with epochs_completed=4 of 10 and a wrong best epoch.
@@ -281,6 +278,7 @@ def test_a_row_cut_by_a_kill_is_not_history(tmp_path):
 
 # --- disk full --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_full_disk_stops_with_one_clear_error_and_resumes_later(tiny, tmp_path, monkeypatch, capsys):
     real = training.shutil.disk_usage
     calls = {"n": 0}
@@ -305,6 +303,7 @@ def test_full_disk_stops_with_one_clear_error_and_resumes_later(tiny, tmp_path, 
     assert_consistent(record, 5)
 
 
+@pytest.mark.slow
 def test_no_space_while_writing_is_the_same_clear_error(tiny, tmp_path, monkeypatch):
     def full(self, path, *args, **kwargs):
         Path(path).write_bytes(b"partial")
@@ -319,6 +318,7 @@ def test_no_space_while_writing_is_the_same_clear_error(tiny, tmp_path, monkeypa
 
 # --- leftovers --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_leftover_temp_files_are_cleaned_when_the_run_is_next_touched(tiny, tmp_path):
     record = run_experiment(2, epochs=1, batch_size=64, data=tiny, out_dir=tmp_path)
     run_dir = Path(record.run_dir)
@@ -332,6 +332,7 @@ def test_leftover_temp_files_are_cleaned_when_the_run_is_next_touched(tiny, tmp_
                                                          "params.json", "record.json", "test_predictions.npz"]
 
 
+@pytest.mark.slow
 def test_records_never_mix_data_sources(tiny, tmp_path):
     """The same experiment and seed on two datasets are two runs, never one."""
     other = load_cifar10("sample", subset=200, seed=1)

@@ -44,6 +44,7 @@ def test_evaluation_epochs_keep_first_and_last():
     assert evaluation_epochs(1, 5) == [1]
 
 
+@pytest.mark.slow
 def test_speed_settings_keep_the_numbers_and_the_run_name(tiny, tmp_path):
     plain = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path)
     with warnings.catch_warnings():
@@ -58,6 +59,7 @@ def test_speed_settings_keep_the_numbers_and_the_run_name(tiny, tmp_path):
     np.testing.assert_allclose(fast.history["val_loss"], plain.history["val_loss"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_data_on_device_trains_the_same_model(tiny, tmp_path):
     record = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path,
                             speed={"data_on_device": True, "jit_compile": True})
@@ -83,6 +85,7 @@ JAX_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_jax_fused_steps_and_device_batches_are_bit_identical():
     pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax"}
@@ -96,6 +99,7 @@ def test_jax_fused_steps_and_device_batches_are_bit_identical():
         np.testing.assert_allclose(runs[i][1], runs["0"][1], rtol=1e-6)  # evaluation batch size may differ
 
 
+@pytest.mark.slow
 def test_eval_every_thins_the_test_curve_and_names_the_run(tiny, tmp_path):
     every = run_experiment(2, epochs=4, batch_size=64, data=tiny, out_dir=tmp_path, eval_every=3)
     val = np.array(every.history["val_accuracy"])
@@ -137,6 +141,7 @@ def test_run_all_passes_speed_settings_to_the_notebooks():
         parse_args(["--quick", "--eval-batch-size", "0"])
 
 
+@pytest.mark.slow
 def test_bench_script_measures_and_projects(tmp_path):
     out = tmp_path / "bench.json"
     command = [sys.executable, "bench/epoch_speed.py", "--data", "sample", "--subset", "500", "--experiments", "1",
@@ -169,6 +174,7 @@ def test_full_report_banner_names_evaluation_and_speed_settings():
     assert "every epoch" in _banner({**profile, "eval_every": 1})
 
 
+@pytest.mark.slow
 def test_step_overhead_bench_runs_every_setting(tmp_path):
     out = tmp_path / "overhead.json"
     done = subprocess.run([sys.executable, "bench/step_overhead.py", "--epochs", "2", "--json", str(out)],
@@ -183,6 +189,7 @@ def test_step_overhead_bench_runs_every_setting(tmp_path):
         assert rows[name]["weight_checksum"] == pytest.approx(rows["defaults"]["weight_checksum"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_headline_bench_times_each_seed_in_its_own_process(tmp_path):
     out = tmp_path / "headline.json"
     command = [sys.executable, "bench/headline.py", "--data", "sample", "--subset", "300", "--seeds", "0", "1",

@@ -9,6 +9,7 @@ import pytest
 
 from cifar_utils import load_cifar10, load_records, run_experiment
 from cifar_utils.training import RunRecord, as_model_input, load_predictions
+from tests.callbacks import Crash
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +22,7 @@ def tiny(sample):
     return load_cifar10("sample", subset=200)
 
 
+@pytest.mark.slow
 def test_dropout_model_learns_on_real_images(sample, tmp_path):
     # 3 epochs at batch 512 are 12 steps on 2,000 images: the dropout model is still at
     # 12-18 %. 12 epochs at batch 32 (750 steps, ~15 s on 2 CPU cores) reach 33-38 %.
@@ -30,6 +32,7 @@ def test_dropout_model_learns_on_real_images(sample, tmp_path):
     assert record.history["loss"][-1] < record.history["loss"][0]
 
 
+@pytest.mark.slow
 def test_record_is_complete_and_consistent(tiny, tmp_path):
     record = run_experiment(2, epochs=3, batch_size=64, data=tiny, out_dir=tmp_path)
     run_dir = tmp_path / f"exp02-seed0-{record.run_dir.rsplit('-', 1)[1]}"
@@ -59,6 +62,7 @@ def test_record_is_complete_and_consistent(tiny, tmp_path):
     np.testing.assert_array_equal(stored["mistake_images"], np.round(tiny[1][0][wrong] * 255).astype("uint8"))
 
 
+@pytest.mark.slow
 def test_finished_run_is_reused_unless_forced(tiny, tmp_path, capsys):
     first = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path)
     again = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path)
@@ -69,6 +73,7 @@ def test_finished_run_is_reused_unless_forced(tiny, tmp_path, capsys):
     assert forced.run_dir == first.run_dir and forced.wall_seconds != first.wall_seconds
 
 
+@pytest.mark.slow
 def test_seeds_run_repeats(tiny, tmp_path):
     records = run_experiment(2, epochs=1, batch_size=64, data=tiny, out_dir=tmp_path, seeds=[0, 1])
     assert [r.seed for r in records] == [0, 1]
@@ -76,16 +81,7 @@ def test_seeds_run_repeats(tiny, tmp_path):
     assert records[0].history["loss"] != records[1].history["loss"]
 
 
-class Crash(keras.callbacks.Callback):
-    def __init__(self, at_epoch):
-        super().__init__()
-        self.at_epoch = at_epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.at_epoch:
-            raise KeyboardInterrupt("simulated interruption")
-
-
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_duplicated_or_missing_epochs(tiny, tmp_path, capsys):
     kwargs = dict(epochs=5, batch_size=64, data=tiny, out_dir=tmp_path, checkpoint_seconds=0)
     with pytest.raises(KeyboardInterrupt):
@@ -109,6 +105,7 @@ def test_interrupted_run_resumes_without_duplicated_or_missing_epochs(tiny, tmp_
     assert record.history["loss"][3] < record.history["loss"][0]
 
 
+@pytest.mark.slow
 def test_nan_loss_ends_the_run_as_diverged(tiny, tmp_path):
     (x_train, y_train), test = tiny
     poisoned = y_train.copy()
