@@ -299,7 +299,7 @@ def notebook_parameters(args: argparse.Namespace, notebook: Path) -> dict:
                   "exercises": args.profile in ("full", "laptop") and not args.deadline}
     if notebook.stem == SUMMARY:
         del parameters["exercises"]
-        parameters["seeds"] = all_seeds(chapter6_parameters(args))
+        parameters["seeds"] = all_seeds({**chapter6_parameters(args), "seeds": args.seeds})  # chapters 1-4's too
     elif chapter_number(notebook.stem) == 6:
         parameters.update(chapter6_parameters(args))
     return parameters

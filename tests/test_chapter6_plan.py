@@ -125,3 +125,12 @@ def test_run_all_trains_the_chapter6_tasks_it_trained_before(profile):
     summary = driver.notebook_parameters(args, ROOT / "notebooks" / "05_summary.ipynb")
     assert summary["seeds"] == SUMMARY_SEEDS[profile]
     assert all_seeds({"profile": None if profile == "full" else profile}) == SUMMARY_SEEDS[profile]
+
+
+def test_the_summary_looks_for_every_seed_the_chapters_train():
+    """``--seeds 0,1,2`` trains chapters 1-4 at three seeds; the summary must read all three
+    (it once took chapter 6's seed lists only, so seeds 1 and 2 of experiments 1-17 went unread)."""
+    args = driver.parse_args(["--quick", "--seeds", "0,1,2"])
+    trained = {t.seed for t in driver.training_tasks(args, driver.chapters(ROOT / "notebooks", ["01"]))}
+    summary = driver.notebook_parameters(args, ROOT / "notebooks" / "05_summary.ipynb")
+    assert trained == {0, 1, 2} and trained <= set(summary["seeds"])
