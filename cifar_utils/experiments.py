@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 
-from .parameters import is_number, is_whole
+from .values import is_number, is_whole
 
 # The study's shared recipe (every experiment): Adam(lr=1e-3), categorical
 # cross-entropy, batch 512, 300 epochs, test set as validation data.

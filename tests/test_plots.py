@@ -21,7 +21,7 @@ from cifar_utils.plots import (
     plot_curves_together,
     plot_gap_curves,
 )
-from cifar_utils.training import RunRecord
+from cifar_utils.runs.record import RunRecord
 
 NAN = float("nan")
 
