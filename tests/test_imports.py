@@ -50,3 +50,13 @@ def test_a_keras_that_is_not_keras_3_is_refused_where_it_is_first_imported(tmp_p
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])})
     assert "cifar_utils needs Keras 3 (3.5 or newer); this Python has Keras 2.15.0" in done.stdout, done.stderr
+
+
+def test_tensorflow_starts_quietly_wherever_keras_is_first_imported():
+    # The face imports no backend, so TensorFlow starts in whichever module imports Keras
+    # first: here the training code, as a pool worker imports it.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", "import cifar_utils.runs.train"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**env, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "absl::InitializeLog" not in done.stderr and "I0000" not in done.stderr, done.stderr[-2000:]
