@@ -228,7 +228,8 @@ def _reference_banner(profile: dict, where: str) -> str:
 def _cpu_reference(made: dict) -> str:
     """'the CPU profile: 30 of the study's 300 epochs on the full data, seeds [0], ...'."""
     pieces = [p for p in made.get("pieces") or [] if isinstance(p, dict)]
-    commits = ", ".join(dict.fromkeys(str(p.get("commit")) for p in pieces if p.get("commit"))) or "not recorded"
+    commits = ", ".join(dict.fromkeys(f"{p['commit']}{' with uncommitted changes' if p.get('dirty') else ''}"
+                                      for p in pieces if p.get("commit"))) or "not recorded"
     when = made_when(made)
     return (f"the CPU profile: {made.get('epochs')} of the study's 300 epochs on the full data "
             f"(chapter 6's recipes at their own), seeds {made.get('seeds')}; trained with "

@@ -43,6 +43,7 @@ from .parameters import ParameterError, check_count, check_parameters, check_see
 from .profiles import PROFILES  # noqa: E402
 from .runs.pool import STALL_SECONDS, RunTask, gpu_ids, run_pool  # noqa: E402
 from .runs.progress import is_run_line, progress_text  # noqa: E402
+from .runs.reference import ReferenceRuns, load_reference  # noqa: E402
 from .runs.reference_progress import ReferenceProgress, progress_of, progress_sentence  # noqa: E402
 from .runs.source import source_identity  # noqa: E402
 from .speed import Speed, add_speed_arguments, speed_from_arguments  # noqa: E402
@@ -645,13 +646,13 @@ def profile_tasks(profile: dict) -> dict[str, list[RunTask]] | None:
     return {notebook.stem: training_tasks(args, [notebook]) for notebook in chapters(args.notebooks, [])}
 
 
-def reference_progress(reference) -> ReferenceProgress | None:
+def reference_progress(reference: ReferenceRuns) -> ReferenceProgress | None:
     """How far a reference is from every run of the profile that made it (its profile.json)."""
     tasks = profile_tasks(reference.profile)
     return None if tasks is None else progress_of(reference, tasks)
 
 
-def reference_made(reference) -> dict:
+def reference_made(reference: ReferenceRuns) -> dict:
     """What made a reference, for the banner: its profile's settings and pieces, the
     backends its runs name, and how far it is from its profile's every run."""
     made = {key: reference.profile.get(key) for key in REFERENCE_MADE}
@@ -666,8 +667,6 @@ def data_identity(args: argparse.Namespace) -> dict:
     only if its runs used the same: a file replaced at one path changes it); for a
     reference, also how many runs it holds and what made them, for the banner."""
     if args.reference:
-        from .runs.reference import load_reference
-
         try:
             reference = load_reference(args.reference)
         except ReferenceFolderError as error:

@@ -41,8 +41,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from .progress import MARK_ENV, clock, progress_text
+
+if TYPE_CHECKING:
+    from ..data import CifarData
+    from .record import RunRecord
 
 CONTROL = "@@pool "  # prefix of a worker's answer lines (its progress lines have their own: ``progress.MARK``)
 WORKER_COMMAND = (sys.executable, "-m", "cifar_utils.runs.pool")
@@ -342,7 +347,7 @@ def relayed(line: str, is_progress: Callable[[str], bool]) -> str | None:
 _DATA: dict = {}
 
 
-def task_data(task: RunTask):
+def task_data(task: RunTask) -> CifarData:
     """The task's dataset, loaded once per worker process for every task that shares it."""
     from ..data import load_cifar10
 
@@ -352,7 +357,7 @@ def task_data(task: RunTask):
     return _DATA[key]
 
 
-def train_task(task: RunTask, callbacks: Iterable = ()):
+def train_task(task: RunTask, callbacks: Iterable = ()) -> RunRecord:
     """Train (or reuse) one task's run in this process; returns its record. ``callbacks``
     go to ``run_experiment`` (the heartbeat)."""
     from .train import run_experiment
