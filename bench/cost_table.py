@@ -32,6 +32,7 @@ import keras  # noqa: E402
 from cifar_utils import EXPERIMENTS, get_experiment, load_cifar10, run_experiment  # noqa: E402
 from cifar_utils.backend import backend_name, cpu_name, device_description, versions  # noqa: E402
 from cifar_utils.data import CifarData  # noqa: E402
+from cifar_utils.storage import write_atomic  # noqa: E402
 
 FULL_TRAIN = 50_000
 
@@ -119,9 +120,7 @@ def main(argv=None) -> None:
         print(f"| {r['experiment']} | {r['batch_size']} | {r['full_epoch_seconds']:.1f} | "
               f"{r['after_training_seconds']:.1f} | {r['recipe_epochs']} |")
     if args.json:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps({**machine, "rows": rows}, indent=1))
-        os.replace(tmp, args.json)
+        write_atomic(args.json, json.dumps({**machine, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from cifar_utils import EXPERIMENTS, get_experiment, load_cifar10, run_experimen
 from cifar_utils.backend import backend_name, device_description, versions  # noqa: E402
 from cifar_utils.experiments import STUDY_EPOCHS  # noqa: E402
 from cifar_utils.speed import add_speed_arguments, speed_flags, speed_from_arguments  # noqa: E402
+from cifar_utils.storage import write_atomic  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -142,9 +142,7 @@ def report(rows: list[dict], args: argparse.Namespace, source: str, wall: float)
     print(f"projected wall time of {STUDY_EPOCHS} epochs of these {len(rows)} experiment(s), {how}: "
           f"{projected / 60:.1f} min (this benchmark took {wall:.0f} s)")
     if args.json:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=1))
-        os.replace(tmp, args.json)
+        write_atomic(args.json, json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ python3 -m cifar_utils.run_all --train-only --data "$data" --jobs "${JOBS:-6}" -
   2>&1 | grep -v "^I0000\|^W0000" | tee "$out/train.log" || status=$?
 python3 - "$work" <<'PY'
 import sys
-from cifar_utils.reference import export_reference
+from cifar_utils.runs.reference import export_reference
 print(f"exported {export_reference(sys.argv[1], '/tmp/reference-gpu')} runs")
 PY
 tar czf "$out/reference-gpu.tar.gz" -C /tmp reference-gpu

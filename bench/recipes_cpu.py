@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from cifar_utils import get_experiment, load_cifar10, run_experiment  # noqa: E402
 from cifar_utils.backend import backend_name, device_description, versions  # noqa: E402
 from cifar_utils.experiments import Experiment  # noqa: E402
-from cifar_utils.training import effective_recipe  # noqa: E402
+from cifar_utils.runs.identity import effective_recipe  # noqa: E402
+from cifar_utils.storage import write_atomic  # noqa: E402
 
 DEFAULT_EXPERIMENTS = ("17", "20", "21")
 
@@ -176,9 +177,7 @@ def report(rows: list[dict], args: argparse.Namespace, info: dict, source: str, 
     if args.json:
         summary = {**info, "command": command, "data": source, "epochs": args.epochs, "subset": args.subset,
                    "seed": args.seed, "wall_seconds": wall, "rows": rows}
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=1))
-        os.replace(tmp, args.json)
+        write_atomic(args.json, json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np  # noqa: E402
 from cifar_utils.backend import backend_name, device_description, prepare_steps, versions  # noqa: E402
 from cifar_utils.batches import EpochDraws, fit_data  # noqa: E402
 from cifar_utils.speed import Speed  # noqa: E402
+from cifar_utils.storage import write_atomic  # noqa: E402
 
 SETTINGS = {
     "defaults": Speed(),
@@ -78,9 +78,7 @@ def main(argv=None) -> None:
     if args.json:
         summary = {"backend": backend_name(), "device": device_description(), "versions": versions(),
                    "epochs": args.epochs, "rows": rows}
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=1))
-        os.replace(tmp, args.json)
+        write_atomic(args.json, json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

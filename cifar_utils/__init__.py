@@ -1,45 +1,65 @@
 """cifar_utils: data, the course's experiments (networks and recipes), training, figures
 and verdicts for the CIFAR-10 course.
 
-The chapter notebooks import this package; see README.md for the tour.
+The chapter notebooks import this package; see README.md for the tour. The face is lazy
+(PEP 562): ``import cifar_utils`` loads no backend, and each name below imports its module
+when first used, so reading records, planning runs or driving a pool never loads Keras.
+Where Keras is first imported, TensorFlow starts quietly and a Keras that is not Keras 3
+is refused by name (``quiet.quiet_keras_start``).
 """
 
-from .colab import require_keras_3
-from .quiet import tensorflow_start
+from __future__ import annotations
 
-# First, before anything imports Keras: TensorFlow's C++ start-up lines stay out of the outputs
-# (TF_CPP_MIN_LOG_LEVEL, default 3; see quiet.py), and a Keras that is not Keras 3 is refused by name.
-with tensorflow_start():
-    require_keras_3()
+import importlib
 
-from .augment import Augment, Translate
-from .batches import EpochBatches, EpochDraws, epoch_order
-from .data import CLASS_NAMES, CifarData, CifarDataError, load_cifar10
-from .experiments import (
-    CHAPTERS,
-    EXPERIMENTS,
-    STUDY_EXPERIMENTS,
-    STUDY_RECIPE,
-    AirbenchSpec,
-    ArchSpec,
-    DenseSpec,
-    Experiment,
-    Recipe,
-    chapter_experiments,
-    get_experiment,
-)
-from .models import build_model, compile_model
-from .plots import plot_history, plot_study_comparison, plot_test_accuracy_curves, save_figure
-from .results import results_table
-from .speed import Speed
-from .training import RunError, RunRecord, load_records, run_experiment
+from .colab import check_keras_version
+from .quiet import quiet_keras_start
+from .version import __version__
 
-__version__ = "0.2.0"
+# First, before anything can import Keras: TensorFlow's C++ start-up lines stay out of the
+# outputs (TF_CPP_MIN_LOG_LEVEL, default 3; see quiet.py), and Keras 2 is refused by name.
+quiet_keras_start(check=check_keras_version)
 
-__all__ = [
-    "Augment", "Translate", "CLASS_NAMES", "CifarData", "CifarDataError", "load_cifar10",
-    "CHAPTERS", "EXPERIMENTS", "STUDY_EXPERIMENTS", "STUDY_RECIPE", "AirbenchSpec", "ArchSpec", "DenseSpec",
-    "Experiment", "Recipe", "chapter_experiments", "get_experiment", "build_model", "compile_model",
-    "RunError", "RunRecord", "load_records", "run_experiment", "plot_history", "plot_study_comparison",
-    "plot_test_accuracy_curves", "save_figure", "results_table", "Speed", "EpochBatches", "EpochDraws", "epoch_order",
-]
+# name -> the module (under cifar_utils) it comes from
+_EXPORTS = {
+    **dict.fromkeys(["Augment", "Translate"], "augment"),
+    **dict.fromkeys(["EpochBatches", "EpochDraws", "epoch_order"], "batches"),
+    **dict.fromkeys(["CLASS_NAMES", "CifarData", "load_cifar10", "stratified_share"], "data"),
+    **dict.fromkeys(["CifarUtilsError", "CifarDataError", "RunError", "RunStorageError"], "errors"),
+    **dict.fromkeys(["CHAPTERS", "EXPERIMENTS", "STUDY_EXPERIMENTS", "STUDY_RECIPE", "AirbenchSpec", "ArchSpec",
+                     "DenseSpec", "Experiment", "Recipe", "chapter_experiments", "get_experiment"], "experiments"),
+    **dict.fromkeys(["build_model", "compile_model"], "models"),
+    **dict.fromkeys(["plot_history", "plot_study_comparison", "plot_test_accuracy_curves", "save_figure"], "plots"),
+    "results_table": "results",
+    "Speed": "speed",
+    **dict.fromkeys(["RunRecord", "load_records", "scan_records"], "runs.record"),
+    **dict.fromkeys(["plan_run", "find_finished"], "runs.identity"),
+    "validation_split": "runs.splits",
+    "run_experiment": "runs.train",
+    "load_reference": "runs.reference",
+    **dict.fromkeys(["Chapter", "show"], "chapter"),
+    "Summary": "summary",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    """Import the module that holds ``name``, on its first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    except ModuleNotFoundError as error:
+        if error.name == "keras":  # say what to install, as the set-up cell's check does
+            from .colab import require_keras_3
+
+            require_keras_3()
+        raise
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -33,23 +33,22 @@ from .parameters import check_parameters, check_seeds
 from .plots import plot_history, plot_study_comparison, save_figure
 from .recipe_code import recipe_code
 from .recipes import steps_per_epoch
-from .reference import ReferenceRuns, load_reference
 from .results import display_table, results_table
+from .runs.identity import effective_recipe, find_finished
+from .runs.record import RunRecord
+from .runs.reference import ReferenceRuns, load_reference
+from .runs.splits import class_sizes, splits_problem, validation_split
+from .runs.train import run_experiment
 from .speed import Speed
-from .training import (
-    RunRecord,
-    class_sizes,
-    effective_recipe,
-    evaluation_phrase,
-    find_finished,
-    run_experiment,
-    splits_problem,
-    validation_split,
-    write_atomic,
-)
+from .storage import write_atomic
 
 BEST_EPOCH_NOTE = ("*The study reported each model's final epoch. A \"best epoch\" is chosen by looking at the "
                    "test set, which makes it an optimistic number; the verdicts use the final epoch.*")
+
+
+def evaluation_phrase(every: int) -> str:
+    """How often the test set is evaluated, as chapters and the report say it."""
+    return "test set evaluated every epoch" if every == 1 else f"test set evaluated every {every} epochs"
 
 
 def show(obj) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from . import noise
 from .experiments import get_experiment
 from .results import by_experiment, setting_spread, side
-from .training import RunRecord
+from .runs.record import RunRecord
 
 SUPPORTED, NOISE, CONTRADICTED, NOT_RUN = "supported", "not separable from noise", "contradicted", "not run"
 TOO_SHORT = "too short to judge"

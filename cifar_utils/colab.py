@@ -10,8 +10,9 @@ start-up, so the kernel that ran the cell could not import the package before a 
 ``--no-deps`` leaves Colab's own Keras, TensorFlow, NumPy, ... as they are (no pin of ours
 fights Colab's upgrades); ``check_environment`` names any requirement still missing.
 
-This module imports only the standard library at its top: ``cifar_utils/__init__.py`` calls
-``require_keras_3`` before it imports the rest of the package, which needs Keras 3.
+This module imports only the standard library at its top: the set-up cell imports it before
+Keras, and the package face has ``quiet.quiet_keras_start`` check the first import of Keras
+with ``check_keras_version``.
 """
 
 from __future__ import annotations
@@ -49,19 +50,28 @@ def _keras_version(version: str) -> tuple[int, ...]:
 
 
 def require_keras_3() -> None:
-    """Refuse, with what to do, a Python whose Keras is not Keras 3: the package is written for
-    Keras 3's API, and under Keras 2 it would fail later with an error that names neither."""
-    minimum = ".".join(map(str, MIN_KERAS))
+    """Import Keras, refusing, with what to do, a Python whose Keras is not Keras 3: the package
+    is written for Keras 3's API, and under Keras 2 it would fail later with an error that
+    names neither."""
     try:
         import keras
     except ImportError as error:
         raise ImportError(f"cifar_utils needs Keras 3, and this Python has no Keras: "
-                          f"%pip install 'keras>={minimum}' tensorflow") from error
-    found = _keras_version(keras.__version__)
+                          f"%pip install 'keras>={_minimum()}' tensorflow") from error
+    check_keras_version(keras.__version__)
+
+
+def check_keras_version(version: str) -> None:
+    """Refuse a Keras ``version`` that is not Keras 3 (``MIN_KERAS`` or newer), saying what to do."""
+    found = _keras_version(version)
     if found[0] != 3 or found < MIN_KERAS:
-        raise ImportError(f"cifar_utils needs Keras 3 ({minimum} or newer); this Python has Keras "
-                          f"{keras.__version__}. Install it with %pip install -U 'keras>={minimum}', then restart "
+        raise ImportError(f"cifar_utils needs Keras 3 ({_minimum()} or newer); this Python has Keras "
+                          f"{version}. Install it with %pip install -U 'keras>={_minimum()}', then restart "
                           "the kernel (Colab: Runtime → Restart session) and run the notebook again from the top.")
+
+
+def _minimum() -> str:
+    return ".".join(map(str, MIN_KERAS))
 
 
 def missing_requirements(distribution: str = "cifar-utils") -> list[str]:
@@ -89,7 +99,9 @@ def missing_requirements(distribution: str = "cifar-utils") -> list[str]:
 
 def environment_report() -> list[str]:
     """What this kernel runs on, one line each, with what to do when it cannot run the course well."""
-    from . import __version__, backend  # Keras is imported by now: require_keras_3 has passed
+    require_keras_3()  # the first import of Keras here, quietly (``quiet``): refused by name if not Keras 3
+    from . import backend
+    from .version import __version__
 
     found, name = backend.versions(), backend.backend_name()
     lines = [f"Python {found['python']}, Keras {found['keras']}, backend {name} {found[name]}, "

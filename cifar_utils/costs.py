@@ -66,7 +66,7 @@ def cpu_seconds(experiment, epochs: int | None, images: int) -> float:
 
 
 def cpu_run_seconds(task: Task) -> float:
-    """``cpu_seconds`` of a ``pool.RunTask``."""
+    """``cpu_seconds`` of a ``runs.pool.RunTask``."""
     images = task.subset or (SAMPLE_TRAIN if task.data_source == "sample" else FULL_TRAIN)
     exp = task.experiment_object()
     return cpu_seconds(exp, task.epochs, min(images, exp.recipe.train_images or images))

@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CifarDataError, RunStorageError
+from .storage import write_atomic
+
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck")
 NUM_CLASSES = len(CLASS_NAMES)
@@ -38,10 +41,6 @@ BATCH_ROW = 3 * 32 * 32  # one image per row, channel-major (CHW)
 _CHUNK = 4096  # images converted at a time: a float copy of all 50,000 would cost gigabytes
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_test, y_test
-
-
-class CifarDataError(ValueError):
-    """A CIFAR-10 source is missing, unreadable or not shaped like CIFAR-10."""
 
 
 class CifarData(tuple):
@@ -572,7 +571,7 @@ def _cached(path: Path, content_key: str, decode, cache_dir) -> Arrays:
     arrays = decode()
     try:
         _write_cache(cache, arrays)
-    except OSError as error:
+    except (OSError, RunStorageError) as error:
         warnings.warn(f"not caching {path}: cannot write {cache} ({error}); "
                       f"it will be decoded again next time (set {CACHE_ENV} to a writable folder)", stacklevel=3)
         return arrays
@@ -583,16 +582,10 @@ def _cached(path: Path, content_key: str, decode, cache_dir) -> Arrays:
 
 
 def _write_cache(cache: Path, arrays: Arrays) -> None:
-    """Write via a temporary file, so a half-written cache is never read; it is removed on failure."""
+    """Written whole or not at all (``storage``), so a half-written cache is never read."""
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + f".{os.getpid()}.partial")
-    try:
-        with open(tmp, "wb") as stream:
-            np.savez(stream, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays, strict=True)))
-        os.replace(tmp, cache)
-    except OSError:
-        _remove(tmp)
-        raise
+    named = dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays, strict=True))
+    write_atomic(cache, lambda stream: np.savez(stream, **named))
 
 
 def _remove(path: Path) -> None:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 
-from .parameters import is_number, is_whole
+from .values import is_number, is_whole
 
 # The study's shared recipe (every experiment): Adam(lr=1e-3), categorical
 # cross-entropy, batch 512, 300 epochs, test set as validation data.
@@ -161,7 +161,7 @@ class Recipe:
     ``validation``: the fraction of training images held out (stratified, fixed seed) to
     choose on, 0.1 being CIFAR-10's usual 45,000 / 5,000; 0 is the study's way, the test set
     as validation data. Both sides of the split must keep at least one image of every
-    class: ``training.validation_split`` refuses data too small for the fraction, naming
+    class: ``runs.splits.validation_split`` refuses data too small for the fraction, naming
     the smallest subset that works. ``train_images``: train on a fixed, stratified share of
     that many of the (remaining) training images, the test set whole; 0: all of them.
     Chapter 6's small setting, which makes three seeds per factorial cell affordable on a CPU.

@@ -6,8 +6,8 @@ Two figures the per-epoch history cannot give:
   mean over the epoch while the weights move, with dropout, augmentation and batch-norm
   batch statistics on. The train-test gap (overfitting) is a property of the final model,
   so both sides are measured the same way: the final model, in inference mode, with the
-  recipe's test-time views, on a fixed stratified set of ``TRAIN_EVAL_IMAGES`` of its own
-  training images.
+  recipe's test-time views, on a fixed stratified set of its own training images
+  (``runs.splits.TRAIN_EVAL_IMAGES``).
 - **Batch-norm statistics re-estimated** ("precise BN", Wu & Johnson 2021, *Rethinking
   "Batch" in BatchNorm*). At inference a batch-norm layer uses running averages
   (momentum 0.99 in Keras: a memory of about 100 steps) collected while the weights were
@@ -27,26 +27,10 @@ import math
 import keras
 import numpy as np
 
-from .data import stratified_share
-
-# The fixed training images the final model is measured on: enough for a binomial
-# standard error of about 1 point on a training accuracy near 80 % and for per-channel
-# batch-norm statistics (each channel pools 2,000 x height x width positions), small
-# enough to cost a fifth of the test set's evaluation.
-TRAIN_EVAL_IMAGES = 2_000
-TRAIN_EVAL_SEED = 1  # not VALIDATION_SEED: a different draw, always from the training part
 STATISTICS_BATCH = 500
 # An EMA's first weights must not outweigh the rest: the momentum is lowered until the
 # step-1 weights count for at most this share of the average (short runs only).
 EMA_FIRST_WEIGHT_SHARE = 1e-3
-
-
-def train_eval_indices(labels: np.ndarray, count: int = TRAIN_EVAL_IMAGES, seed: int = TRAIN_EVAL_SEED) -> np.ndarray:
-    """Sorted indices of ``count`` training images, the same share of each class, the same
-    for every run on the same training set (all of them when there are fewer)."""
-    if count >= len(labels):
-        return np.arange(len(labels))
-    return stratified_share(labels, count / len(labels), seed)
 
 
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:

@@ -16,6 +16,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from .storage import write_atomic
+
 MANIFEST = ".report-manifest.json"
 # In a report folder besides what the manifest lists: the manifest itself, the folder's
 # own README (report/README.md is committed), and an index a crashed write left behind.
@@ -23,10 +25,6 @@ REPORT_OWN = frozenset({MANIFEST, "README.md", ".index.html.tmp"})
 # What ``./run_all.sh`` writes in its --out folder (besides profile.json).
 OUTPUT_FOLDERS = ("runs", "exercises", "figures", "notebooks", "logs", "params", "results")
 SHOWN_FOREIGN = 5  # how many foreign files a refusal names
-
-
-class ReportFolderError(ValueError):
-    """A report folder that holds files no report of this project wrote; the message names them."""
 
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -64,14 +62,7 @@ def _inside(name: object) -> bool:
 
 def write_manifest(report_dir: Path, files: Iterable[str]) -> None:
     """List what the report wrote, atomically: a crash never leaves a half-written list."""
-    path = report_dir / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps({"files": sorted(set(files))}, indent=1))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(report_dir / MANIFEST, json.dumps({"files": sorted(set(files))}, indent=1))
 
 
 def foreign_files(report_dir: Path, limit: int = SHOWN_FOREIGN) -> list[str]:

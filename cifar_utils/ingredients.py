@@ -33,7 +33,9 @@ from .fastnet import WHITENING_IMAGES, image_patches, whitening_weights
 from .models import build_model, compile_model
 from .noise import carry_problem
 from .recipes import learning_rate, make_loss, predict_views, tta_views
-from .training import WEIGHTS_FILE, RunRecord, load_trained_model
+from .runs.folder import WEIGHTS_FILE
+from .runs.record import RunRecord
+from .runs.train import load_trained_model
 
 NUM_CLASSES = 10
 

@@ -9,33 +9,19 @@ past NumPy's range failed every run after the first cells had run.
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
+
+from .errors import ParameterError
+from .experiments import get_experiment
+from .profiles import PROFILES
+from .speed import Speed
+from .values import is_number, is_whole
 
 # The seeds every backend takes: ``keras.utils.set_random_seed`` seeds NumPy's global state
 # (below 2**32), JAX keeps a seed generator's state as uint32, PyTorch as int32.
 MAX_SEED = 2**31 - 1
 MIN_SUBSET = 20  # a stratified subset draws from every class for training and test: two a class
-
-
-class ParameterError(ValueError):
-    """A notebook parameter of the wrong type or out of range; names it and its value."""
-
-    def __init__(self, name: str, value, problem: str):
-        self.name, self.value, self.problem = name, value, problem
-        super().__init__(f"parameter {name}={value!r}: {problem}")
-
-
-def is_whole(value) -> bool:
-    """An integer that is not a bool (YAML's ``true`` must not pass as 1)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def is_number(value) -> bool:
-    """A finite real number that is not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _kind(value) -> str:
@@ -133,16 +119,12 @@ def _text(name: str, value) -> str | None:
 
 
 def _profile(name: str, value) -> str | None:
-    from .course import PROFILES
-
     if value is not None and (not isinstance(value, str) or value not in PROFILES):
         raise ParameterError(name, value, f"unknown profile; choose one of {', '.join(PROFILES)} or None")
     return value
 
 
 def _experiments(name: str, value) -> list[int] | None:
-    from .experiments import get_experiment
-
     if value is None:
         return None
     found = []
@@ -157,8 +139,6 @@ def _experiments(name: str, value) -> list[int] | None:
 
 
 def _speed(name: str, value):
-    from .speed import Speed
-
     try:
         return Speed.coerce(value)
     except (TypeError, ValueError) as error:

@@ -20,7 +20,8 @@ from matplotlib.ticker import MaxNLocator
 from .data import CLASS_NAMES
 from .experiments import CHAPTERS, get_experiment
 from .results import by_experiment
-from .training import RunRecord
+from .runs.record import RunRecord
+from .storage import write_atomic
 
 TRAIN_COLOR, TEST_COLOR = "tab:blue", "tab:orange"
 CHAPTER_COLORS = {1: "Greys", 2: "Blues", 3: "Greens", 4: "Reds", 6: "Purples"}
@@ -357,12 +358,10 @@ def figure_path(figures_dir: str | os.PathLike, chapter: int | str, experiment: 
 
 def save_figure(fig: Figure, figures_dir: str | os.PathLike, chapter: int | str, experiment: int | str,
                 kind: str) -> Path:
-    """Save atomically (temp file, then rename) and return the path."""
+    """Save whole or not at all (``storage``) and return the path."""
     path = figure_path(figures_dir, chapter, experiment, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    write_atomic(path, lambda stream: fig.savefig(stream, dpi=110, format="png"))
     return path
 
 

@@ -8,16 +8,22 @@ tensorflow/tensorflow#100442): absl's "All log messages before absl::InitializeL
 ``I0000 ... oneDNN custom operations are on``, ``I0000 ... Could not find cuda drivers``, each
 twice. ``tensorflow_start`` applies the level to those lines itself. Python warnings and
 exceptions are untouched; so is every line that is not a C++ log record of a hidden severity.
+
+The package face imports no backend, so TensorFlow starts wherever Keras is first imported:
+by the set-up cell's check, the first Keras-using name, a pool worker's first run.
+``quiet_keras_start`` (the package face calls it) makes that first import, whichever module
+makes it, run under ``tensorflow_start`` and then pass the face's version check.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 LEVEL = "3"  # the package's default; a value the user set wins
 BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
@@ -73,3 +79,50 @@ def tensorflow_start() -> Iterator[None]:
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+
+
+def quiet_keras_start(check: Callable[[str], None]) -> None:
+    """Set the log level now (before anything can load TensorFlow), and run this process's
+    first ``import keras`` under ``tensorflow_start``, then ``check`` its version (raising
+    ``ImportError`` to refuse it)."""
+    log_level()
+    if "keras" in sys.modules:  # imported before the package: only the check is left
+        check(sys.modules["keras"].__version__)
+    elif not any(isinstance(finder, _FirstKeras) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _FirstKeras(check))
+
+
+class _FirstKeras(importlib.abc.MetaPathFinder):
+    """Finds ``keras`` as the other finders do, with a loader that imports it quietly."""
+
+    def __init__(self, check: Callable[[str], None]):
+        self.check = check
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        for finder in sys.meta_path:
+            spec = None if finder is self else getattr(finder, "find_spec", lambda *_: None)(name, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _QuietLoader(spec.loader, self)
+                return spec
+        return None
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs Keras' own loader under ``tensorflow_start``, once, then steps aside."""
+
+    def __init__(self, loader, finder: _FirstKeras):
+        self.loader, self.finder = loader, finder
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self.finder)
+        module.__loader__ = module.__spec__.loader = self.loader
+        with tensorflow_start():
+            self.loader.exec_module(module)
+        self.finder.check(module.__version__)

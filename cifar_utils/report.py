@@ -32,21 +32,15 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
-from .chapter import results_marker
+from .chapter import evaluation_phrase, results_marker
 from .course import SUMMARY, chapter_number
-from .folders import ReportFolderError, read_manifest, report_folder_problem, shown_path, write_manifest
-from .reference import made_when, relative_run_dir
+from .errors import ReportFolderError, RunError
+from .folders import read_manifest, report_folder_problem, shown_path, write_manifest
+from .runs.folder import RECORD_FILE
+from .runs.record import RunRecord, record_paths
+from .runs.reference import made_when, relative_run_dir
+from .storage import ensure_space, is_disk_full, storage_error
 from .summary import SUMMARY_MARKER
-from .training import (
-    RECORD_FILE,
-    RunError,
-    RunRecord,
-    _is_disk_full,
-    _storage_error,
-    ensure_space,
-    evaluation_phrase,
-    record_paths,
-)
 
 TEMPLATES = Path(__file__).with_name("templates")
 # Parameters that change how a chapter runs or prints, never its numbers.
@@ -208,7 +202,8 @@ def run_backends(out_dir: Path) -> list[str]:
 def _made_by(profile: dict) -> str:
     """The CPU and the package commit, where the profile names them."""
     parts = [f"CPU {profile['cpu']}" if profile.get("cpu") else "",
-             f"package {profile['package_version']} at commit {profile['commit']}" if profile.get("commit") else ""]
+             f"package {profile['package_version']} at commit {profile['commit']}"
+             + (" with uncommitted changes" if profile.get("dirty") else "") if profile.get("commit") else ""]
     return "".join(f"{part}; " for part in parts if part)
 
 
@@ -233,7 +228,8 @@ def _reference_banner(profile: dict, where: str) -> str:
 def _cpu_reference(made: dict) -> str:
     """'the CPU profile: 30 of the study's 300 epochs on the full data, seeds [0], ...'."""
     pieces = [p for p in made.get("pieces") or [] if isinstance(p, dict)]
-    commits = ", ".join(dict.fromkeys(str(p.get("commit")) for p in pieces if p.get("commit"))) or "not recorded"
+    commits = ", ".join(dict.fromkeys(f"{p['commit']}{' with uncommitted changes' if p.get('dirty') else ''}"
+                                      for p in pieces if p.get("commit"))) or "not recorded"
     when = made_when(made)
     return (f"the CPU profile: {made.get('epochs')} of the study's 300 epochs on the full data "
             f"(chapter 6's recipes at their own), seeds {made.get('seeds')}; trained with "
@@ -344,8 +340,8 @@ def _write_report_files(report_dir: Path, html: str, copies: dict[str, Path]) ->
             shutil.copyfile(source, report_dir / temps[name])
     except BaseException as error:
         _remove_temps(report_dir, temps.values(), earlier)
-        if isinstance(error, OSError) and _is_disk_full(error):
-            raise _storage_error(report_dir, "the report", needed, error) from None
+        if isinstance(error, OSError) and is_disk_full(error):
+            raise storage_error(report_dir, "the report", needed, error) from None
         raise
     for name, temp in temps.items():
         os.replace(report_dir / temp, report_dir / name)

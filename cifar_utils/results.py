@@ -10,7 +10,7 @@ import pandas as pd
 
 from . import noise
 from .experiments import STUDY_EXPERIMENTS, get_experiment
-from .training import RunRecord
+from .runs.record import RunRecord
 
 
 def select_records(records: Iterable[RunRecord], epochs: int | None = None,

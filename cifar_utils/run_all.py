@@ -24,13 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-# Before any backend is imported: several processes (pool workers, notebook kernels, this
+# Before any backend is imported (nothing above or in the imports below loads one:
+# tests/test_imports.py checks): several processes (pool workers, notebook kernels, this
 # one) share a GPU, so none may claim most of its memory up front (JAX and TensorFlow do).
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 from .course import (  # noqa: E402
-    PROFILES,
     SUMMARY,
     all_seeds,
     chapter6_settings,
@@ -38,14 +38,22 @@ from .course import (  # noqa: E402
     needed_runs,
     run_settings,
 )
+from .errors import ClusterError, ReferenceFolderError, ReportFolderError, RunError, RunStorageError  # noqa: E402
 from .parameters import ParameterError, check_count, check_parameters, check_seeds  # noqa: E402
-from .pool import STALL_SECONDS, RunTask, gpu_ids, run_pool  # noqa: E402
+from .profiles import PROFILES  # noqa: E402
+from .runs.pool import STALL_SECONDS, RunTask, gpu_ids, run_pool  # noqa: E402
+from .runs.progress import is_run_line, progress_text  # noqa: E402
+from .runs.reference import ReferenceRuns, load_reference  # noqa: E402
+from .runs.reference_progress import ReferenceProgress, progress_of, progress_sentence  # noqa: E402
+from .runs.source import source_identity  # noqa: E402
 from .speed import Speed, add_speed_arguments, speed_from_arguments  # noqa: E402
+from .storage import write_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
-PROGRESS_MARKERS = (": epoch ", ": completed", ": diverged", "reusing finished run", "resuming after",
-                    "waiting for", "Error", "Traceback", "Exception")
+# Unmarked lines worth showing: a failure's (a worker's run prints its progress marked, see
+# ``runs.progress``; a notebook's progress lines are picked by their run's label).
+FAILURE_MARKERS = ("Error", "Traceback", "Exception")
 
 
 def positive_int(text: str) -> int:
@@ -208,7 +216,7 @@ def subset_problem(args: argparse.Namespace) -> str | None:
     """A --subset too small for a validation split that a chosen chapter's runs hold out."""
     if args.subset is None or args.reference:
         return None
-    from .training import splits_problem, subset_class_sizes
+    from .runs.splits import splits_problem, subset_class_sizes
 
     experiments = [run.experiment for notebook in chapters(args.notebooks, args.only)
                    for run in needed_runs(notebook.stem, notebook_parameters(args, notebook))]
@@ -219,7 +227,7 @@ def subset_problem(args: argparse.Namespace) -> str | None:
 def cluster_problem(address: str) -> str | None:
     """Why ``--cluster address`` cannot work, found before the data loads (no connection
     is tried here: an unreachable scheduler is named when the training phase starts)."""
-    from .cluster import INSTALL_HINT, parse_address
+    from .runs.cluster import INSTALL_HINT, parse_address
 
     try:
         parse_address(address)
@@ -402,7 +410,17 @@ class Progress:
 
 
 def is_progress(line: str) -> bool:
-    return any(marker in line for marker in PROGRESS_MARKERS)
+    """An unmarked line of a worker or a notebook to show: a failure's."""
+    return any(marker in line for marker in FAILURE_MARKERS)
+
+
+def notebook_line(line: str) -> str | None:
+    """What the driver shows of a line of papermill's log: a run's progress or a failure."""
+    text = line.strip().split(" - ", 1)[-1]
+    marked = progress_text(text)
+    if marked is not None:
+        return marked
+    return text if is_run_line(text) or is_progress(text) else None
 
 
 def papermill_command(notebook: Path, output: Path, params_file: Path) -> list[str]:
@@ -428,8 +446,9 @@ def run_notebook(args: argparse.Namespace, notebook: Path, parameters: dict, pro
         for line in process.stdout:
             log.write(line)
             log.flush()
-            if is_progress(line):
-                progress.say(name, line.strip().split(" - ", 1)[-1])
+            text = notebook_line(line)
+            if text is not None:
+                progress.say(name, text)
         process.wait()
         progress.children.discard(process)
     ok = process.returncode == 0
@@ -447,7 +466,7 @@ def train_all(args: argparse.Namespace, notebooks: list[Path], progress: Progres
 
     settings = {"say": say, "is_progress": is_progress, "deadline": args.deadline, "stall": args.stall_timeout}
     if args.cluster:
-        from .cluster import run_on_cluster
+        from .runs.cluster import run_on_cluster
 
         result = run_on_cluster(tasks, args.cluster, **settings)
     else:
@@ -458,9 +477,6 @@ def train_all(args: argparse.Namespace, notebooks: list[Path], progress: Progres
 def main(argv: list[str] | None = None) -> int:
     """Run it all; an interruption or a failure outside any one run or notebook ends it with
     one line saying what happened (exit 130 for Ctrl-C, 1 otherwise), never a traceback."""
-    from .cluster import ClusterError
-    from .training import RunError
-
     args = parse_args(argv)
     progress = Progress()
     try:
@@ -566,7 +582,6 @@ def write_profile(args: argparse.Namespace, notebooks: list[Path]) -> dict:
     so this invocation's report reads its own profile even if another invocation on the
     same --out rewrites profile.json meanwhile."""
     from .backend import backend_name, cpu_name, device_description, versions
-    from .training import write_atomic
 
     args.out.mkdir(parents=True, exist_ok=True)
     profile = {"profile": args.profile, "run_token": args.run_token, "epochs": args.epochs,
@@ -585,7 +600,7 @@ def write_profile(args: argparse.Namespace, notebooks: list[Path]) -> dict:
 
 # What must match for an earlier invocation on the same --out to be a piece of the same runs.
 SAME_RUNS = ("profile", "epochs", "batch_size", "seeds", "subset", "eval_every", "data_fingerprint", "reference")
-PIECE = ("started", "chapters", "commit", "package_version", "cpu", "device", "backend")
+PIECE = ("started", "chapters", "commit", "dirty", "package_version", "cpu", "device", "backend")
 
 
 def training_pieces(path: Path, profile: dict) -> list[dict]:
@@ -601,32 +616,45 @@ def training_pieces(path: Path, profile: dict) -> list[dict]:
     return [*(p for p in pieces if isinstance(p, dict) and p != this), this]
 
 
-def source_identity() -> dict:
-    """The package version and the git commit it ran from ("+dirty" with uncommitted
-    changes; None outside a git checkout), so a reference names the code that made it."""
-    from . import __version__
-
-    def git(*command: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(ROOT), *command], capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "--short=12", "HEAD")
-    if commit and git("status", "--porcelain", "--untracked-files=no"):
-        commit += "+dirty"
-    return {"package_version": __version__, "commit": commit}
+REFERENCE_MADE = ("epochs", "batch_size", "seeds", "subset", "cpu", "device", "pieces", "started", "commit", "dirty")
+# The profile.json fields that name the runs an invocation trains, and their flags.
+RUN_FLAGS = (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--subset", "subset"))
 
 
-REFERENCE_MADE = ("epochs", "batch_size", "seeds", "subset", "cpu", "device", "pieces", "started", "commit")
+def profile_arguments(profile: dict) -> list[str]:
+    """The ``run_all`` arguments that name the runs a profile.json's invocation trains."""
+    argv = ["--profile", profile["profile"]] if profile.get("profile") not in (None, "reference") else []
+    if profile.get("data") and profile["data"] != "keras.datasets download":
+        argv += ["--data", profile["data"]]
+    for flag, key in RUN_FLAGS:
+        if profile.get(key):
+            argv += [flag, str(profile[key])]
+    if profile.get("seeds"):
+        argv += ["--seeds", ",".join(map(str, profile["seeds"]))]
+    return argv
 
 
-def reference_made(reference) -> dict:
+def profile_tasks(profile: dict) -> dict[str, list[RunTask]] | None:
+    """The runs a profile.json's invocation trains, chapter by chapter; None when the
+    profile does not say what it was (none, or one this version cannot parse)."""
+    if not profile.get("profile") or profile.get("profile") == "reference":
+        return None
+    try:
+        args = parse_args(profile_arguments(profile))
+    except SystemExit:
+        return None
+    return {notebook.stem: training_tasks(args, [notebook]) for notebook in chapters(args.notebooks, [])}
+
+
+def reference_progress(reference: ReferenceRuns) -> ReferenceProgress | None:
+    """How far a reference is from every run of the profile that made it (its profile.json)."""
+    tasks = profile_tasks(reference.profile)
+    return None if tasks is None else progress_of(reference, tasks)
+
+
+def reference_made(reference: ReferenceRuns) -> dict:
     """What made a reference, for the banner: its profile's settings and pieces, the
     backends its runs name, and how far it is from its profile's every run."""
-    from .reference_progress import progress_sentence, reference_progress
-
     made = {key: reference.profile.get(key) for key in REFERENCE_MADE}
     made["backends"] = sorted({r.backend for r in reference.records})
     progress = reference_progress(reference) if reference.records else None
@@ -639,17 +667,15 @@ def data_identity(args: argparse.Namespace) -> dict:
     only if its runs used the same: a file replaced at one path changes it); for a
     reference, also how many runs it holds and what made them, for the banner."""
     if args.reference:
-        from .reference import ReferenceError, load_reference
-
         try:
             reference = load_reference(args.reference)
-        except ReferenceError as error:
+        except ReferenceFolderError as error:
             raise SystemExit(f"run_all: --reference {args.reference}: {error}") from None
         first = reference.records[0].params["data_fingerprint"] if reference.records else None
         return {"data_fingerprint": first, "reference_runs": len(reference.records),
                 "reference_profile": reference.profile.get("profile"), "reference_made": reference_made(reference)}
     from .data import CifarDataError, load_cifar10
-    from .training import data_fingerprint
+    from .runs.identity import data_fingerprint
 
     try:
         return {"data_fingerprint": data_fingerprint(load_cifar10(args.data, subset=args.subset))}
@@ -660,9 +686,7 @@ def data_identity(args: argparse.Namespace) -> dict:
 def write_report(args: argparse.Namespace, profile: dict) -> bool:
     """Build this invocation's report from its own profile; a report folder that gained a
     reader's files since the arguments were checked is named, and nothing in it is touched."""
-    from .folders import ReportFolderError
     from .report import build_report
-    from .training import RunStorageError
 
     try:
         index = build_report(args.out, args.report, profile)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import experiments  # its EXPERIMENTS read when used: a line added to the registry is found
 from .beyond import FACTORIAL, factorial_experiment, small_label
-from .chapter import BEST_EPOCH_NOTE, show
+from .chapter import BEST_EPOCH_NOTE, evaluation_phrase, show
 from .claims import TOO_SHORT, Effect, OnlyTogether, judge_all
 from .colab import output_folder
 from .course import chapter6_settings, run_settings, runs_setting, with_profile
@@ -38,10 +38,13 @@ from .plots import (
     plot_test_accuracy_curves,
     save_figure,
 )
-from .reference import load_reference
 from .results import display_table, results_table
+from .runs.identity import find_finished
+from .runs.predictions import load_predictions
+from .runs.record import RunRecord, scan_records
+from .runs.reference import load_reference
 from .speed import Speed
-from .training import RunRecord, evaluation_phrase, find_finished, load_predictions, scan_records, write_atomic
+from .storage import write_atomic
 
 SUMMARY_MARKER = "summary.json"
 

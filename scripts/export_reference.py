@@ -19,8 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 
 from cifar_utils.costs import cpu_run_seconds  # noqa: E402
-from cifar_utils.reference import ReferenceError, export_reference, load_reference  # noqa: E402
-from cifar_utils.reference_progress import progress_sentence, reference_progress  # noqa: E402
+from cifar_utils.errors import ReferenceFolderError  # noqa: E402
+from cifar_utils.run_all import reference_progress  # noqa: E402
+from cifar_utils.runs.reference import export_reference, load_reference  # noqa: E402
+from cifar_utils.runs.reference_progress import progress_sentence  # noqa: E402
 
 
 def progress(reference: Path) -> str:
@@ -43,7 +45,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     try:
         count = export_reference(args.out, args.reference)
-    except ReferenceError as error:
+    except ReferenceFolderError as error:
         raise SystemExit(f"export_reference: {error}") from None
     print(f"exported {count} finished runs from {args.out} into {args.reference}")
     print(progress(args.reference))

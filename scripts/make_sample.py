@@ -8,12 +8,16 @@ The sample is the first 200 train and 50 test images of each class in the pack's
 """
 
 import argparse
-import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout, installed or not
+
+from cifar_utils.storage import write_atomic  # noqa: E402
+
 PER_CLASS = {"train": 200, "test": 50}
 
 
@@ -36,9 +40,7 @@ def main() -> None:
         arrays[f"{split}_scans"] = np.concatenate(pieces)
         arrays[f"{split}_offsets"] = np.concatenate([[0], np.cumsum([len(p) for p in pieces])]).astype(np.int64)
         arrays[f"{split}_labels"] = labels[keep]
-    tmp = Path(f"{args.out}.partial.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, args.out)
+    write_atomic(args.out, lambda stream: np.savez_compressed(stream, **arrays))
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.2f} MB)")
 
 

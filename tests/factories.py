@@ -1,6 +1,6 @@
 """One factory for synthetic run records (no training): every field a real record has."""
 
-from cifar_utils.training import RunRecord
+from cifar_utils.runs.record import RunRecord
 
 
 def make_record(experiment: int, test_acc: float, seed: int = 0, *, train_acc: float | None = None,

@@ -1,6 +1,7 @@
-"""A stand-in for ``python -m cifar_utils.pool`` that speaks its protocol in milliseconds:
+"""A stand-in for ``python -m cifar_utils.runs.pool`` that speaks its protocol in milliseconds:
 what it does with a task depends on the task's seed, so a test can make a worker finish,
-fail, stop itself with SIGSTOP (a hung worker), or stay silent while it beats."""
+fail, stop itself with SIGSTOP (a hung worker), stay silent while it beats, or print a run's
+progress line as the training code does (``runs.progress``, no backend imported)."""
 
 import json
 import os
@@ -28,6 +29,11 @@ def main() -> None:
             for _ in range(20):
                 say({"beat": True})
                 time.sleep(0.2)
+        if seed == 4:  # a progress line in words no driver knows, beside a library's chatter
+            from cifar_utils.runs import progress
+
+            progress.say(f"exp 2 seed {seed}", "words no driver knows")
+            print("some library: chatter", flush=True)
         if seed == 5:
             say({"ok": False, "detail": "CifarDataError: fake failure"})
             continue

@@ -17,16 +17,17 @@ pytest.importorskip("distributed", reason="Dask distributed is not installed (pi
 
 from distributed import Client  # noqa: E402
 
-from cifar_utils import cluster, pool  # noqa: E402
-from cifar_utils.cluster import (  # noqa: E402
+from cifar_utils.runs import cluster, pool  # noqa: E402
+from cifar_utils.runs.cluster import (  # noqa: E402
     ClusterError,
     _force_once,
     local_cluster,
     parse_address,
     run_on_cluster,
 )
-from cifar_utils.pool import RunTask  # noqa: E402
-from cifar_utils.training import RunRecord, read_history  # noqa: E402
+from cifar_utils.runs.history import read_history  # noqa: E402
+from cifar_utils.runs.pool import RunTask  # noqa: E402
+from cifar_utils.runs.record import RunRecord  # noqa: E402
 from tests.fake_attempts import attempts, gone  # noqa: E402
 
 
@@ -126,7 +127,7 @@ def test_workers_started_by_the_worker_command_train_for_a_remote_scheduler(tmp_
     workers = None
     try:
         with open(tmp_path / "workers.log", "w") as log:
-            workers = subprocess.Popen([sys.executable, "-m", "cifar_utils.cluster", "worker", address,
+            workers = subprocess.Popen([sys.executable, "-m", "cifar_utils.runs.cluster", "worker", address,
                                         "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
         lines = []
         out = tmp_path / "runs"

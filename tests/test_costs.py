@@ -10,7 +10,7 @@ import pytest
 from cifar_utils import EXPERIMENTS
 from cifar_utils import run_all as driver
 from cifar_utils.costs import CPU_AFTER_SECONDS, CPU_EPOCH_SECONDS, cpu_run_seconds, priced_as
-from cifar_utils.pool import RunTask
+from cifar_utils.runs.pool import RunTask
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ from cifar_utils.experiments import EXPERIMENTS
 from cifar_utils.model_code import model_differences
 from cifar_utils.models import build_model
 from cifar_utils.results import results_table
-from cifar_utils.training import RunRecord
+from cifar_utils.runs.record import RunRecord
 
 
 def small(width: int = 8, name: str | None = None) -> keras.Sequential:

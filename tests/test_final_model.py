@@ -12,13 +12,12 @@ import pytest
 from cifar_utils import build_model, get_experiment, load_cifar10, run_experiment
 from cifar_utils.final_model import (
     EMA_FIRST_WEIGHT_SHARE,
-    TRAIN_EVAL_IMAGES,
     batch_norm_layers,
     ema_momentum,
     reestimate_batch_norm,
     restore_batch_norm,
-    train_eval_indices,
 )
+from cifar_utils.runs.splits import TRAIN_EVAL_IMAGES, train_eval_indices
 from tests.test_training import Crash
 
 

@@ -19,7 +19,7 @@ from cifar_utils.experiments import STUDY_RECIPE, get_experiment
 from cifar_utils.fastnet import PatchWhitening
 from cifar_utils.models import build_model
 from cifar_utils.recipes import TTA_WEIGHTS, make_optimizer, predict_views, steps_per_epoch
-from cifar_utils.training import plan_run
+from cifar_utils.runs.identity import plan_run
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_tta_effect_pairs_each_kind_with_no_views_on_the_same_images(data, tiny)
 @pytest.mark.slow
 def test_tta_uses_a_stored_run_that_can_carry_a_verdict_else_a_tiny_model_said_first(data, tiny, tmp_path,
                                                                                      monkeypatch):
-    from cifar_utils.training import run_experiment
+    from cifar_utils.runs.train import run_experiment
 
     short = load_cifar10("sample", subset=300)
     record = run_experiment(2, epochs=1, batch_size=128, data=short, out_dir=tmp_path)

@@ -25,8 +25,8 @@ from cifar_utils.data import load_cifar10
 from cifar_utils.experiments import Experiment, get_experiment
 from cifar_utils.model_code import model_code
 from cifar_utils.plots import chapter_colormap, plot_test_accuracy_curves
+from cifar_utils.runs.train import run_experiment
 from cifar_utils.summary import Summary
-from cifar_utils.training import run_experiment
 from tests.test_chapter6_plan import pinned
 
 ROOT = Path(__file__).resolve().parents[1]

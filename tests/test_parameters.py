@@ -10,20 +10,21 @@ from cifar_utils import get_experiment, load_cifar10, run_experiment
 from cifar_utils import run_all as driver
 from cifar_utils.beyond import dropout_experiments, grid_experiments
 from cifar_utils.chapter import Chapter
-from cifar_utils.course import CHAPTER6_DEFAULTS, CHAPTER_PARAMETERS, chapter6_settings
+from cifar_utils.course import CHAPTER_PARAMETERS, chapter6_settings
 from cifar_utils.data import stratified_share
 from cifar_utils.experiments import distinct_variants
 from cifar_utils.models import build_model
 from cifar_utils.parameters import CHECKS, MAX_SEED, ParameterError, check_parameters
-from cifar_utils.summary import Summary
-from cifar_utils.training import (
+from cifar_utils.profiles import CHAPTER6_DEFAULTS
+from cifar_utils.runs.identity import plan_run
+from cifar_utils.runs.splits import (
     class_sizes,
-    plan_run,
     smallest_split_class,
     split_sizes,
     subset_class_sizes,
     validation_split,
 )
+from cifar_utils.summary import Summary
 
 # --- notebook parameters ------------------------------------------------------------------
 

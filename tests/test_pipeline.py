@@ -374,7 +374,7 @@ def test_help_lists_the_options():
 @pytest.mark.slow
 def test_reference_folder_renders_every_chapter_without_training(quick, tmp_path):
     """The committed report is built this way from results/reference (a GPU run); here from quick runs."""
-    from cifar_utils.reference import export_reference, load_reference
+    from cifar_utils.runs.reference import export_reference, load_reference
 
     out, _, _ = quick
     reference = tmp_path / "reference"

@@ -44,7 +44,7 @@ def close_figures():
 
 
 def test_curves_together_draws_train_dashed_and_test_solid_on_evaluated_epochs_only():
-    # eval_every=2 over 6 epochs evaluates after epochs 1, 2, 4 and 6 (training.evaluation_epochs)
+    # eval_every=2 over 6 epochs evaluates after epochs 1, 2, 4 and 6 (runs.identity.evaluation_epochs)
     records = [record(3, [0.4, 0.6, 0.8, 0.9, 0.95, 0.97], [0.30, 0.50, NAN, 0.60, NAN, 0.62], seed=0),
                record(3, [0.5, 0.7, 0.9, 0.95, 0.97, 0.99], [0.40, 0.52, NAN, 0.62, NAN, 0.64], seed=1),
                record(5, [0.3, 0.5, 0.7, 0.8, 0.9, 1.0], [0.35, 0.55, NAN, 0.70, NAN, 0.72])]

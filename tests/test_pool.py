@@ -2,6 +2,7 @@
 worker replaced, GPUs shared."""
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from cifar_utils import pool
+from cifar_utils import run_all as driver
 from cifar_utils.costs import CPU_AFTER_SECONDS, CPU_EPOCH_SECONDS
-from cifar_utils.pool import STALL_SECONDS, RunTask, heartbeat, run_pool, train_task, worker_environment
-from cifar_utils.training import RunRecord
+from cifar_utils.runs import pool
+from cifar_utils.runs.pool import STALL_SECONDS, RunTask, heartbeat, run_pool, train_task, worker_environment
+from cifar_utils.runs.progress import MARK
+from cifar_utils.runs.record import RunRecord
 from tests.fake_attempts import attempts, gone
 
 
@@ -27,13 +30,15 @@ def test_pool_trains_every_run_names_a_failure_and_finishes_the_others(tmp_path)
     variant = task(tmp_path, 9, 0, variant={"dropout": 0.5}, variant_label="dropout=0.5")
     tasks = [task(tmp_path, 2, 0), task(tmp_path, 2, 1), variant,
              RunTask(2, 0, str(tmp_path), data_source=str(tmp_path / "missing.npz"), epochs=1)]
-    result = run_pool(tasks, jobs=2, say=lines.append)
+    result = run_pool(tasks, jobs=2, say=lines.append, is_progress=driver.is_progress)
     assert sorted(t.label for t in result.finished) == ["exp 2 seed 0", "exp 2 seed 1", "exp 9 [dropout=0.5] seed 0"]
     ((failed, detail),) = result.failed
     assert failed.data_source.endswith("missing.npz") and "CifarDataError" in detail and "missing.npz" in detail
     text = "\n".join(lines)
     assert "pool: 4 runs on 2 worker(s)" in text and "pool: 4/4 runs done" in text and "ETA" in text
     assert "FAILED: CifarDataError" in text
+    assert re.search(r"seed 1: epoch 1/1 .* ETA", text) and re.search(r"seed 1: completed in ", text)
+    assert MARK not in text
     records = [RunRecord.from_file(p) for p in tmp_path.glob("*/record.json")]
     assert sorted((r.experiment, r.seed) for r in records) == [(2, 0), (2, 1), (9, 0)]
     # the variant and the settings reached the worker
@@ -53,7 +58,7 @@ def _workers_of(parent: int) -> list[int]:
         except OSError:
             continue
         ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-        if ppid == parent and "cifar_utils.pool" in command:
+        if ppid == parent and "cifar_utils.runs.pool" in command:
             found.append(int(entry.name))
     return found
 
@@ -158,6 +163,17 @@ def test_the_last_line_says_how_many_finished_and_which_failed(tmp_path, fake_wo
     assert not any("all runs finished" in line for line in lines)
     assert "pool: 3/3 runs done (exp 2 seed 3 done: completed" in lines[-2] and "ETA" not in lines[-2]
     assert lines[-1] == "pool: 2 of 3 runs finished; 1 FAILED: exp 2 seed 5"
+
+
+@pytest.mark.slow
+def test_a_runs_progress_line_reaches_the_pool_display_whatever_its_words(tmp_path, fake_workers):
+    # run_all once picked a worker's lines by words of the training code's messages
+    # (": epoch ", "resuming after", ...): a reworded message silently left the display.
+    lines = []
+    result = run_pool([task(tmp_path, 2, 4)], jobs=1, say=lines.append, is_progress=driver.is_progress)
+    assert [t.seed for t in result.finished] == [4]
+    assert "exp 2 seed 4: words no driver knows" in lines
+    assert not any("chatter" in line or MARK in line for line in lines), lines
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ import pytest
 from cifar_utils import EXPERIMENTS, get_experiment
 from cifar_utils import run_all as driver
 from cifar_utils.chapter import Chapter
-from cifar_utils.course import PROFILES, chapter6_settings, profile_settings, run_settings
+from cifar_utils.course import chapter6_settings, run_settings
+from cifar_utils.profiles import PROFILES, profile_settings
 from tests.conftest import make_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,7 @@ def test_the_small_setting_trains_on_fewer_images_and_leaves_registry_runs_named
     from cifar_utils import load_cifar10
     from cifar_utils.beyond import factorial_experiment
     from cifar_utils.costs import cpu_seconds
-    from cifar_utils.training import plan_run
+    from cifar_utils.runs.identity import plan_run
 
     data = load_cifar10("sample", subset=300)
     plain, small = plan_run(6, data, epochs=2), plan_run(factorial_experiment(6, 200), data, epochs=2)

@@ -11,7 +11,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import readme_results  # noqa: E402
 
-from cifar_utils.reference import load_reference  # noqa: E402
+from cifar_utils.runs.reference import load_reference  # noqa: E402
 from tests.factories import make_record  # noqa: E402
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from cifar_utils import load_cifar10, run_experiment
 from cifar_utils.chapter import Chapter
-from cifar_utils.reference import ReferenceError, export_reference, load_reference
+from cifar_utils.errors import ReferenceFolderError
+from cifar_utils.runs.reference import export_reference, load_reference
 
 # Every test reads `made`, which trains four runs and exports them.
 pytestmark = pytest.mark.slow
@@ -46,16 +47,16 @@ def test_a_reference_that_mixes_settings_is_refused(made, tmp_path):
     data = json.loads(record.read_text())
     data["params"]["epochs"] = 3
     record.write_text(json.dumps(data))
-    with pytest.raises(ReferenceError, match="experiment 2 ran with more than one setting"):
+    with pytest.raises(ReferenceFolderError, match="experiment 2 ran with more than one setting"):
         load_reference(mixed)
     data["params"]["data_fingerprint"] = "something else"
     record.write_text(json.dumps(data))
-    with pytest.raises(ReferenceError, match="runs on 2 different datasets"):
+    with pytest.raises(ReferenceFolderError, match="runs on 2 different datasets"):
         load_reference(mixed)
     record.write_text("{")  # one damaged record is named and left out; the others still read
     with pytest.warns(UserWarning, match=f"{record}: damaged run record"):
         assert len(load_reference(mixed).records) == 3
-    with pytest.raises(ReferenceError, match="no such reference folder"):
+    with pytest.raises(ReferenceFolderError, match="no such reference folder"):
         load_reference(tmp_path / "nowhere")
 
 

@@ -18,10 +18,12 @@ import pytest
 
 from cifar_utils import load_cifar10
 from cifar_utils import run_all as driver
-from cifar_utils.folders import MANIFEST, ReportFolderError
-from cifar_utils.reference import ReferenceError, export_reference, load_reference
+from cifar_utils.errors import ReferenceFolderError, ReportFolderError
+from cifar_utils.folders import MANIFEST
 from cifar_utils.report import build_report, chapter_status, merged_notebook
-from cifar_utils.training import data_fingerprint, load_predictions, plan_run
+from cifar_utils.runs.identity import data_fingerprint, plan_run
+from cifar_utils.runs.predictions import load_predictions
+from cifar_utils.runs.reference import export_reference, load_reference
 from tests.factories import make_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +166,7 @@ def test_experiments_at_different_epochs_in_one_reference_are_refused_by_name(tm
     # On 4eb9886 experiment 1 at 1 epoch and experiment 2 at 6 were compared as "a real increase".
     fake_run(tmp_path / "ref" / "runs", 1, data, epochs=1)
     fake_run(tmp_path / "ref" / "runs", 2, data, epochs=6)
-    with pytest.raises(ReferenceError) as caught:
+    with pytest.raises(ReferenceFolderError) as caught:
         load_reference(tmp_path / "ref")
     message = str(caught.value)
     assert ("runs made with different epochs: 1 (experiment 1 seed 0), 6 (experiment 2 seed 0); one --epochs "
@@ -188,14 +190,14 @@ def test_a_reference_made_by_one_invocation_is_accepted(argv, tmp_path, data):
 def test_a_reference_made_by_two_invocations_with_other_settings_is_refused(first, second, setting, tmp_path, data):
     invocation_runs(tmp_path / "ref" / "runs", data, *first)
     invocation_runs(tmp_path / "ref" / "runs", data, *second)
-    with pytest.raises(ReferenceError, match=f"runs made with different {setting}: .*experiment"):
+    with pytest.raises(ReferenceFolderError, match=f"runs made with different {setting}: .*experiment"):
         load_reference(tmp_path / "ref")
 
 
 def test_a_reference_mixing_evaluation_intervals_is_refused(tmp_path, data):
     fake_run(tmp_path / "ref" / "runs", 1, data, epochs=2)
     fake_run(tmp_path / "ref" / "runs", 2, data, epochs=2, eval_every=2)
-    with pytest.raises(ReferenceError, match=r"different intervals \(eval_every\): 1 \(experiment 1 seed 0\), "
+    with pytest.raises(ReferenceFolderError, match=r"different intervals \(eval_every\): 1 \(experiment 1 seed 0\), "
                                              r"2 \(experiment 2 seed 0\)"):
         load_reference(tmp_path / "ref")
 
@@ -251,7 +253,7 @@ def test_an_export_that_would_mix_a_reference_writes_nothing(tmp_path, data):
     (reference / "README.md").write_text("about this reference")
     before = snapshot(reference)
     fake_run(tmp_path / "out2" / "runs", 2, data, epochs=6, seed=1)
-    with pytest.raises(ReferenceError, match="runs made with different epochs: 1 .*, 6 "):
+    with pytest.raises(ReferenceFolderError, match="runs made with different epochs: 1 .*, 6 "):
         export_reference(tmp_path / "out2", reference)
     assert snapshot(reference) == before and len(load_reference(reference).records) == 1
     fake_run(tmp_path / "out3" / "runs", 2, data, epochs=1, seed=1)
@@ -278,7 +280,8 @@ def test_a_record_missing_what_the_checks_read_is_named_not_a_raw_error(damage, 
     with pytest.warns(UserWarning, match=f"{bad}: damaged run record: {message}"):
         reference = load_reference(tmp_path / "out")
     assert [r.seed for r in reference.records] == [good.seed]
-    with pytest.raises(ReferenceError, match=f"damaged records, not exported: {bad}: damaged run record: {message}"):
+    damaged = f"damaged records, not exported: {bad}: damaged run record: {message}"
+    with pytest.raises(ReferenceFolderError, match=damaged):
         export_reference(tmp_path / "out", tmp_path / "ref")
     assert not (tmp_path / "ref").exists()
 
@@ -330,7 +333,7 @@ def test_an_export_into_what_it_reads_is_refused(destination, message, tmp_path,
     out = tmp_path / "out"
     fake_run(out / "runs", 2, data, epochs=1)
     before = snapshot(tmp_path)
-    with pytest.raises(ReferenceError, match=message):
+    with pytest.raises(ReferenceFolderError, match=message):
         export_reference(out, out / destination)
     assert snapshot(tmp_path) == before
 
@@ -403,7 +406,7 @@ def test_the_banner_names_the_runs_backend_when_this_invocation_uses_another(tmp
 
 def test_a_symlinked_run_folder_is_read_and_a_link_cycle_ends(tmp_path, data):
     # On fe5285c Path.glob("**") skipped symlinked folders: a linked run was silently left out.
-    from cifar_utils.training import scan_records
+    from cifar_utils.runs.record import scan_records
 
     elsewhere = tmp_path / "elsewhere" / "runs"
     fake_run(elsewhere, 2, data, epochs=1)

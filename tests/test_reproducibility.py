@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from cifar_utils import load_cifar10
-from cifar_utils.reference import load_reference
-from cifar_utils.training import data_fingerprint, run_experiment
+from cifar_utils.runs.identity import data_fingerprint
+from cifar_utils.runs.reference import load_reference
+from cifar_utils.runs.train import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = os.environ.get("CIFAR10_SOURCE")

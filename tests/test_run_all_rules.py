@@ -15,8 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cifar_utils import load_cifar10, report, run_experiment, training
+from cifar_utils import load_cifar10, report, run_experiment, storage
 from cifar_utils import run_all as driver
+from cifar_utils.errors import RunStorageError
 from cifar_utils.experiments import EXPERIMENTS
 from cifar_utils.report import build_report, chapter_status
 from cifar_utils.summary import Summary
@@ -214,6 +215,23 @@ def test_an_earlier_chapter_whose_runs_were_retrained_is_left_out(tmp_path):
     assert not status.included and "retrained or removed since" in status.note
 
 
+def test_the_driver_shows_a_notebooks_run_lines_and_failures_not_its_chatter():
+    # papermill --log-output logs each line a cell prints as it is
+    line = "2. Baseline seed 0: epoch 3/10  loss 1.2"
+    assert driver.notebook_line(line + "\n") == line
+    assert driver.notebook_line("@@progress 2. Baseline seed 1: any words\n") == "2. Baseline seed 1: any words"
+    assert driver.notebook_line("ValueError: no such file\n") == "ValueError: no such file"
+    assert driver.notebook_line("Executing notebook with kernel: python3\n") is None
+
+
+def test_a_worker_line_is_shown_when_it_is_a_runs_progress_or_a_failure():
+    from cifar_utils.runs.pool import relayed
+
+    assert relayed("@@progress exp 2 seed 0: reworded\n", driver.is_progress) == "exp 2 seed 0: reworded"
+    assert relayed("Traceback (most recent call last):\n", driver.is_progress) == "Traceback (most recent call last):"
+    assert relayed("I0000 cuda_dnn.cc:8] chatter\n", driver.is_progress) is None
+
+
 def test_jobs_default_to_one_per_gpu_or_two_on_a_cpu(monkeypatch):
     monkeypatch.setattr(driver, "gpu_ids", lambda: ["0", "1", "2"])
     assert driver.default_jobs() == 3
@@ -286,8 +304,8 @@ def test_a_full_disk_leaves_the_last_report_whole_and_says_so_like_a_run(how, tm
     before = _listing(report_dir)
 
     if how == "before writing":
-        real = training.shutil.disk_usage
-        monkeypatch.setattr(training.shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+        real = storage.shutil.disk_usage
+        monkeypatch.setattr(storage.shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
     else:
         def full(source, destination):
             Path(destination).write_bytes(b"half a figure")
@@ -300,7 +318,7 @@ def test_a_full_disk_leaves_the_last_report_whole_and_says_so_like_a_run(how, tm
     assert line.startswith(f"run_all: report NOT written: {report_dir}: not enough disk space to write the report: "
                            "about ") and "MB needed" in line and line.count("\n") == 1
     assert _listing(report_dir) == before  # no temp file, the last report as it was
-    with pytest.raises(training.RunStorageError):
+    with pytest.raises(RunStorageError):
         build_report(out, report_dir, profile)
     assert _listing(report_dir) == before
 

@@ -16,7 +16,7 @@ import pytest
 
 from cifar_utils.beyond import factorial_experiment, grid_experiments
 from cifar_utils.experiments import get_experiment
-from cifar_utils.training import plan_run
+from cifar_utils.runs.identity import plan_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = os.environ.get("CIFAR10_SOURCE")  # read at import: each test runs without it

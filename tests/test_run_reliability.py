@@ -20,8 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cifar_utils import load_cifar10, load_records, run_experiment, training
-from cifar_utils.training import HISTORY_COLUMNS, RunError, RunRecord, RunStorageError, read_history
+from cifar_utils import load_cifar10, load_records, run_experiment, storage
+from cifar_utils.errors import RunError, RunLockTimeout, RunStorageError
+from cifar_utils.runs import identity, lock
+from cifar_utils.runs.history import HISTORY_COLUMNS, read_history
+from cifar_utils.runs.record import RunRecord
 from tests.callbacks import Crash
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +135,7 @@ def _hold(run_dir: Path, label: str, release: threading.Event, touch_every: floa
     held = threading.Event()
 
     def owner():
-        with training.run_lock(run_dir, label):
+        with lock.run_lock(run_dir, label):
             held.set()
             while not release.wait(touch_every or 0.05):
                 if touch_every:
@@ -147,13 +150,13 @@ def _hold(run_dir: Path, label: str, release: threading.Event, touch_every: floa
 
 def test_a_waiter_names_an_owner_that_makes_no_progress_and_gives_up(tiny, tmp_path, monkeypatch, capsys):
     # On 41e0ce3 a second invocation waited forever on a run whose owner was stopped (SIGSTOP).
-    run_dir = training.plan_run(2, tiny, 0, tmp_path, 1, 64).run_dir
+    run_dir = identity.plan_run(2, tiny, 0, tmp_path, 1, 64).run_dir
     release = threading.Event()
     thread = _hold(run_dir, "exp 2 seed 0", release)
     monkeypatch.setenv("CIFAR_UTILS_LOCK_WAIT", "1.5")
     started = time.monotonic()
     try:
-        with pytest.raises(training.RunLockTimeout) as caught:
+        with pytest.raises(RunLockTimeout) as caught:
             run_experiment(2, epochs=1, batch_size=64, data=tiny, out_dir=tmp_path)
     finally:
         release.set()
@@ -174,7 +177,7 @@ def test_a_waiter_keeps_waiting_while_the_owner_writes_then_reuses_its_folder(tm
     thread = _hold(run_dir, "exp 2 seed 0", release, touch_every=0.2)
     threading.Timer(3.0, release.set).start()  # the owner trains for 3 s, three times the wait
     started = time.monotonic()
-    with training.run_lock(run_dir, "exp 2 seed 0", wait=1.0):
+    with lock.run_lock(run_dir, "exp 2 seed 0", wait=1.0):
         assert time.monotonic() - started >= 2.5
         assert (run_dir / ".lock").read_text().startswith(f"pid {os.getpid()} on ")
     thread.join(5)
@@ -186,11 +189,11 @@ def test_a_bad_lock_wait_setting_is_named(monkeypatch):
     for bad in ("abc", "0", "-5"):
         monkeypatch.setenv("CIFAR_UTILS_LOCK_WAIT", bad)
         with pytest.raises(RunError, match=f"CIFAR_UTILS_LOCK_WAIT='{bad}': give a number of seconds"):
-            training.lock_wait_seconds()
+            lock.lock_wait_seconds()
     monkeypatch.setenv("CIFAR_UTILS_LOCK_WAIT", "90")
-    assert training.lock_wait_seconds() == 90
+    assert lock.lock_wait_seconds() == 90
     monkeypatch.delenv("CIFAR_UTILS_LOCK_WAIT")
-    assert training.lock_wait_seconds() == training.LOCK_WAIT_SECONDS
+    assert lock.lock_wait_seconds() == lock.LOCK_WAIT_SECONDS
 
 
 # --- damaged files ----------------------------------------------------------------------
@@ -280,7 +283,7 @@ def test_a_row_cut_by_a_kill_is_not_history(tmp_path):
 
 @pytest.mark.slow
 def test_full_disk_stops_with_one_clear_error_and_resumes_later(tiny, tmp_path, monkeypatch, capsys):
-    real = training.shutil.disk_usage
+    real = storage.shutil.disk_usage
     calls = {"n": 0}
 
     def nearly_full(path):
@@ -288,7 +291,7 @@ def test_full_disk_stops_with_one_clear_error_and_resumes_later(tiny, tmp_path, 
         usage = real(path)
         return usage._replace(free=usage.free if calls["n"] <= 2 else 10_000)  # two checkpoints fit
 
-    monkeypatch.setattr(training.shutil, "disk_usage", nearly_full)
+    monkeypatch.setattr(storage.shutil, "disk_usage", nearly_full)
     kwargs = {"epochs": 5, "batch_size": 64, "checkpoint_seconds": 0}
     with pytest.raises(RunStorageError) as caught:
         run_experiment(2, data=tiny, out_dir=tmp_path, **kwargs)
@@ -297,7 +300,7 @@ def test_full_disk_stops_with_one_clear_error_and_resumes_later(tiny, tmp_path, 
     assert message.startswith(f"{run_dir}: not enough disk space to write checkpoint-e0003.weights.h5")
     assert "MB needed" in message and "0.0 MB free" in message and "resumes" in message
     assert not list(run_dir.glob("tmp-*")) and not (run_dir / "record.json").exists()
-    monkeypatch.setattr(training.shutil, "disk_usage", real)
+    monkeypatch.setattr(storage.shutil, "disk_usage", real)
     record = run_experiment(2, data=tiny, out_dir=tmp_path, **kwargs)
     assert "resuming after epoch 2" in capsys.readouterr().out
     assert_consistent(record, 5)
@@ -342,5 +345,5 @@ def test_records_never_mix_data_sources(tiny, tmp_path):
         b = run_experiment(2, epochs=1, batch_size=64, data=other, out_dir=tmp_path)
     assert a.run_dir != b.run_dir and a.params["data_fingerprint"] != b.params["data_fingerprint"]
     raw = load_cifar10("sample", subset=200, normalize=False)
-    assert training.data_fingerprint(raw) == a.params["data_fingerprint"]  # one id whatever the scale
+    assert identity.data_fingerprint(raw) == a.params["data_fingerprint"]  # one id whatever the scale
     assert np.isfinite(a.test_acc) and np.isfinite(b.test_acc)

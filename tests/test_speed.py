@@ -14,7 +14,7 @@ import pytest
 from cifar_utils import Speed, build_model, load_cifar10, run_experiment
 from cifar_utils.plots import plot_history
 from cifar_utils.run_all import parse_args
-from cifar_utils.training import evaluation_epochs, find_finished
+from cifar_utils.runs.identity import evaluation_epochs, find_finished
 
 
 @pytest.fixture(scope="module")

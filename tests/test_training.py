@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from cifar_utils import load_cifar10, load_records, run_experiment
-from cifar_utils.training import RunRecord, as_model_input, load_predictions
+from cifar_utils.runs.identity import as_model_input
+from cifar_utils.runs.predictions import load_predictions
+from cifar_utils.runs.record import RunRecord
 from tests.callbacks import Crash
 
 

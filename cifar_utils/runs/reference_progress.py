@@ -1,33 +1,20 @@
-"""How far a reference is: which runs of the profile that made it (its ``profile.json``)
-it holds, chapter by chapter, and which are still missing.
+"""How far a reference is: which of the runs its profile trains it holds, chapter by chapter,
+and which are still missing.
 
 A reference is trained in pieces over several sessions (README, "The CPU profile"), so a
 committed one may be partial; the export script and the report's banner both say how far
-it is from this one count, instead of letting a chapter's "not run" be the only sign.
+it is from this one count, instead of letting a chapter's "not run" be the only sign. Which
+runs a profile trains is the driver's knowledge (``run_all.profile_tasks``); this module
+only counts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .pool import RunTask
 from .reference import ReferenceRuns
-
-# The profile.json fields that name the runs an invocation trains, and their flags.
-RUN_FLAGS = (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--subset", "subset"))
-
-
-def profile_arguments(profile: dict) -> list[str]:
-    """The ``run_all`` arguments that name the runs a profile.json's invocation trains."""
-    argv = ["--profile", profile["profile"]] if profile.get("profile") not in (None, "reference") else []
-    if profile.get("data") and profile["data"] != "keras.datasets download":
-        argv += ["--data", profile["data"]]
-    for flag, key in RUN_FLAGS:
-        if profile.get(key):
-            argv += [flag, str(profile[key])]
-    if profile.get("seeds"):
-        argv += ["--seeds", ",".join(map(str, profile["seeds"]))]
-    return argv
 
 
 @dataclass
@@ -55,24 +42,13 @@ def _key(task: RunTask) -> tuple:
     return task.experiment, task.variant_label or None, task.seed
 
 
-def reference_progress(reference: ReferenceRuns) -> ReferenceProgress | None:
-    """The profile's runs against the reference's records; None when the reference's
-    profile does not say what it was (no profile.json, or one this version cannot parse)."""
-    from . import run_all as driver
-
-    profile = reference.profile
-    if not profile.get("profile") or profile.get("profile") == "reference":
-        return None
-    try:
-        args = driver.parse_args(profile_arguments(profile))
-    except SystemExit:
-        return None
+def progress_of(reference: ReferenceRuns, chapter_tasks: Mapping[str, Sequence[RunTask]]) -> ReferenceProgress:
+    """The runs each chapter needs (chapter name -> its tasks) against the reference's records."""
     records = {(r.experiment, r.variant or None, r.seed): r for r in reference.records}
     chapters, missing, held = [], {}, {}
-    for notebook in driver.chapters(args.notebooks, []):
-        tasks = driver.training_tasks(args, [notebook])
+    for chapter, tasks in chapter_tasks.items():
         have = [t for t in tasks if _key(t) in records]
-        chapters.append(ChapterProgress(notebook.stem, len(have), len(tasks)))
+        chapters.append(ChapterProgress(chapter, len(have), len(tasks)))
         held.update({_key(t): records[_key(t)] for t in have})
         missing.update({_key(t): t for t in tasks if _key(t) not in records})
     return ReferenceProgress(chapters, list(held.values()), list(missing.values()))

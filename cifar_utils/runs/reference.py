@@ -16,7 +16,6 @@ first and swapping the new folder in whole.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,9 +25,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .experiments import STUDY_RECIPE, get_experiment
-from .folders import is_within, shown_path
-from .training import HISTORY_FILE, PREDICTIONS_FILE, RECORD_FILE, RunError, RunRecord, record_paths, write_atomic
+from ..errors import ReferenceFolderError, RunError
+from ..experiments import STUDY_RECIPE, get_experiment
+from ..folders import is_within, shown_path
+from ..storage import write_atomic
+from .folder import HISTORY_FILE, PREDICTIONS_FILE, RECORD_FILE
+from .identity import params_hash
+from .record import RunRecord, record_paths
 
 PROFILE_FILE = "profile.json"
 RUNS = "runs"
@@ -43,10 +46,6 @@ OWN_BATCH_LABEL = re.compile(r"(^|[ ,])batch(_size)?=")
 OVERRIDES_ASIDE = ("epochs", "batch_size", "augment", "train_images")
 
 
-class ReferenceError(ValueError):
-    """A reference folder that mixes settings or cannot be read; the message names it."""
-
-
 def run_key(record: RunRecord) -> tuple[int, str]:
     return record.experiment, record.variant
 
@@ -59,7 +58,7 @@ def run_label(record: RunRecord) -> str:
 def run_identity(record: RunRecord) -> str:
     """The hash of everything that decides a run's result (its folder name ends with it):
     two folders holding the same identity hold one run."""
-    return hashlib.sha1(json.dumps(record.params, sort_keys=True).encode()).hexdigest()[:8]
+    return params_hash(record.params)
 
 
 def settings_without_seed(record: RunRecord) -> str:
@@ -166,7 +165,7 @@ def load_reference(folder: str | os.PathLike) -> ReferenceRuns:
     damaged record is left out with a warning naming it."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ReferenceError(f"{folder}: no such reference folder")
+        raise ReferenceFolderError(f"{folder}: no such reference folder")
     records, problems, duplicates = read_runs(folder)
     for problem in problems:
         warnings.warn(f"{problem}: left out of the reference", stacklevel=2)
@@ -179,9 +178,9 @@ def read_profile(folder: Path) -> dict:
     try:
         profile = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReferenceError(f"{path}: unreadable ({error})") from error
+        raise ReferenceFolderError(f"{path}: unreadable ({error})") from error
     if not isinstance(profile, dict):
-        raise ReferenceError(f"{path}: unreadable (not a JSON object)")
+        raise ReferenceFolderError(f"{path}: unreadable (not a JSON object)")
     return profile
 
 
@@ -193,7 +192,7 @@ def check_one_setting(folder: Path, records: list[RunRecord]) -> None:
                                       _mixed_override("epochs"), _mixed_override("batch_size"))
                 if (problem := check(records))]
     if problems:
-        raise ReferenceError(f"{folder}: {'; '.join(problems)}. A reference holds the runs of one invocation: "
+        raise ReferenceFolderError(f"{folder}: {'; '.join(problems)}. A reference holds the runs of one invocation: "
                              "seeds are the only thing that varies")
 
 
@@ -305,10 +304,10 @@ def export_reference(out_dir: str | os.PathLike, destination: str | os.PathLike)
     source, destination = Path(out_dir).resolve(), Path(destination).resolve()
     _refuse_overlap(source, destination)
     if not (source / RUNS).is_dir():
-        raise ReferenceError(f"{source / RUNS}: no runs folder to export")
+        raise ReferenceFolderError(f"{source / RUNS}: no runs folder to export")
     records, problems, _ = read_runs(source)
     if problems:
-        raise ReferenceError(f"{source}: damaged records, not exported: {'; '.join(problems)}")
+        raise ReferenceFolderError(f"{source}: damaged records, not exported: {'; '.join(problems)}")
     existing = _existing_runs(destination)
     incoming = {run_identity(r) for r in records} | {Path(r.run_dir).name for r in records}
     replaced = [r for r in existing if run_identity(r) in incoming or Path(r.run_dir).name in incoming]
@@ -327,13 +326,13 @@ def export_reference(out_dir: str | os.PathLike, destination: str | os.PathLike)
 def _refuse_overlap(source: Path, destination: Path) -> None:
     """The export may not write into what it reads, nor replace a folder holding it."""
     if destination == source:
-        raise ReferenceError(f"{destination}: the reference cannot be the output folder it is exported from; "
+        raise ReferenceFolderError(f"{destination}: the reference cannot be the output folder it is exported from; "
                              f"choose another folder, e.g. {source.parent / 'reference'}")
     if is_within(destination, source / RUNS):
-        raise ReferenceError(f"{destination}: inside the runs folder {source / RUNS} it is exported from; "
+        raise ReferenceFolderError(f"{destination}: inside the runs folder {source / RUNS} it is exported from; "
                              "choose a folder outside it")
     if is_within(source, destination):
-        raise ReferenceError(f"{destination}: holds the output folder {source} it is exported from; "
+        raise ReferenceFolderError(f"{destination}: holds the output folder {source} it is exported from; "
                              "choose a folder beside it")
 
 
@@ -342,10 +341,10 @@ def _existing_runs(destination: Path) -> list[RunRecord]:
     if not destination.exists():
         return []
     if not destination.is_dir():
-        raise ReferenceError(f"{destination}: exists and is not a folder")
+        raise ReferenceFolderError(f"{destination}: exists and is not a folder")
     records, problems, _ = read_runs(destination)
     if problems:
-        raise ReferenceError(f"{destination}: the reference holds damaged records; nothing exported: "
+        raise ReferenceFolderError(f"{destination}: the reference holds damaged records; nothing exported: "
                              f"{'; '.join(problems)}")
     return records
 
@@ -373,7 +372,7 @@ def _build(tmp: Path, destination: Path, source: Path, records: list[RunRecord],
         shutil.copyfile(source / PROFILE_FILE, tmp / PROFILE_FILE)
     written, problems, _ = read_runs(tmp)
     if problems:
-        raise ReferenceError(f"{destination}: the exported records do not read back: {'; '.join(problems)}")
+        raise ReferenceFolderError(f"{destination}: the exported records do not read back: {'; '.join(problems)}")
     check_one_setting(destination, written)
 
 

@@ -7,11 +7,13 @@ chapter waits for another chapter's runs.
 
 Why not ``concurrent.futures.ProcessPoolExecutor``: a worker that dies (out of memory, a
 crashed driver) breaks the whole executor and every pending run with it, and its workers
-cannot be given different GPUs. Here each worker is ``python -m cifar_utils.pool`` with
-its own environment (GPU pinned round-robin, no memory preallocation so several share a
-GPU), reading one task per line on stdin and answering on stdout; a dead worker fails
+cannot be given different GPUs. Here each worker is ``python -m cifar_utils.runs.pool``
+with its own environment (GPU pinned round-robin, no memory preallocation so several share
+a GPU), reading one task per line on stdin and answering on stdout; a dead worker fails
 its one run, is replaced, and the others finish. Two workers never train one run: the
-run folder's lock (``training.run_lock``) makes the second wait and reuse the result.
+run folder's lock (``lock.run_lock``) makes the second wait and reuse the result. A
+worker's run prints its progress lines marked (``progress``): the driver shows those,
+whatever their words, and only the lines its ``is_progress`` picks of the rest.
 
 A worker that stops making progress (SIGSTOP, a call stuck in a GPU driver or on a dead
 network mount) would hold its run, and its run's lock, for ever: a worker that prints
@@ -21,6 +23,9 @@ at each batch, on the answer channel, at most every ``HEARTBEAT_SECONDS``), not 
 timer thread, which would beat on while the training thread is stuck; and it travels on
 the pipe the driver already reads rather than as a file's mtime, which a dead mount would
 freeze the driver on too.
+
+This module imports no backend at its top: the driver never loads Keras; a worker imports
+the training code (``train``) when its first task comes.
 """
 
 from __future__ import annotations
@@ -36,9 +41,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-CONTROL = "@@pool "  # prefix of a worker's answer lines; everything else is progress
-WORKER_COMMAND = (sys.executable, "-m", "cifar_utils.pool")
+from .progress import MARK_ENV, clock, progress_text
+
+if TYPE_CHECKING:
+    from ..data import CifarData
+    from .record import RunRecord
+
+CONTROL = "@@pool "  # prefix of a worker's answer lines (its progress lines have their own: ``progress.MARK``)
+WORKER_COMMAND = (sys.executable, "-m", "cifar_utils.runs.pool")
 HEARTBEAT_SECONDS = 10.0  # a training worker says it is alive at most this often
 # A worker silent this long (no line, no heartbeat) is taken for hung. The longest silence
 # of a healthy worker is its first task's start (imports, data) or what follows a run's
@@ -72,7 +84,7 @@ class RunTask:
         return f"exp {self.experiment}{extra} seed {self.seed}"
 
     def experiment_object(self):
-        from .experiments import get_experiment
+        from ..experiments import get_experiment
 
         exp = get_experiment(self.experiment)
         return exp.vary(self.variant_label, **self.variant) if self.variant else exp
@@ -80,7 +92,7 @@ class RunTask:
     def cost(self) -> float:
         """Relative cost, to start long runs first and weigh the ETA: CPU seconds by the cost
         table (``costs.py``; on a GPU the proportions are roughly alike)."""
-        from .costs import cpu_run_seconds
+        from ..costs import cpu_run_seconds
 
         return cpu_run_seconds(self)
 
@@ -105,10 +117,10 @@ def gpu_ids() -> list[str]:
 
 
 def worker_environment(index: int, gpus: list[str]) -> dict[str, str]:
-    """The environment of worker ``index``: its GPU, and memory grown on demand so that
-    several workers (and the notebooks after them) can share one GPU."""
+    """The environment of worker ``index``: its GPU, memory grown on demand so that several
+    workers (and the notebooks after them) can share one GPU, and progress lines marked."""
     env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", MARK_ENV: "1"}
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
     return env
@@ -144,10 +156,10 @@ class Tally:
             done = len(self.result.finished) + len(self.result.failed)
             elapsed = time.monotonic() - self.start
             left = self.total_cost - self.done_cost
-            eta = f", ETA {_duration(elapsed / self.done_cost * left)}" if done < self.total else ""
+            eta = f", ETA {clock(elapsed / self.done_cost * left)}" if done < self.total else ""
             if not self.quiet:
                 self.say(f"{self.name}: {done}/{self.total} runs done ({task.label} {'done: ' if ok else 'FAILED: '}"
-                         f"{detail}); {_duration(elapsed)} elapsed{eta}")
+                         f"{detail}); {clock(elapsed)} elapsed{eta}")
 
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() - self.start > self.deadline
@@ -300,8 +312,9 @@ def run_pool(tasks: Iterable[RunTask], jobs: int = 1, say: Callable[[str], None]
 
 
 def _follow(worker: _Worker, say: Callable[[str], None], is_progress: Callable[[str], bool], stall: float):
-    """Relay a worker's progress lines until it answers: (ok, detail); None if it died
-    first; ``_STALLED`` if it printed nothing, not even a heartbeat, for ``stall`` seconds."""
+    """Relay a worker's progress lines (``relayed``) until it answers: (ok, detail); None
+    if it died first; ``_STALLED`` if it printed nothing, not even a heartbeat, for ``stall``
+    seconds."""
     while True:
         try:
             line = worker.lines.get(timeout=stall)
@@ -314,15 +327,19 @@ def _follow(worker: _Worker, say: Callable[[str], None], is_progress: Callable[[
             if "ok" in answer:
                 return answer["ok"], answer["detail"]
             continue  # a heartbeat
-        worker.tail = (worker.tail + [line])[-20:]
-        if line.strip() and is_progress(line):
-            say(line.rstrip())
+        text = relayed(line, is_progress)
+        worker.tail = (worker.tail + [line if text is None else text])[-20:]
+        if text is not None:
+            say(text)
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s"
+def relayed(line: str, is_progress: Callable[[str], bool]) -> str | None:
+    """What the driver shows of a worker's line: a marked progress line's text, or an
+    unmarked line that ``is_progress`` picks; None for the rest."""
+    text = progress_text(line)
+    if text is None and line.strip() and is_progress(line):
+        text = line.rstrip()
+    return text
 
 
 # --- the worker side ---------------------------------------------------------------------
@@ -330,18 +347,24 @@ def _duration(seconds: float) -> str:
 _DATA: dict = {}
 
 
-def train_task(task: RunTask, callbacks: Iterable = ()):
-    """Train (or reuse) one task's run in this process; returns its record. ``callbacks``
-    go to ``run_experiment`` (the heartbeat)."""
-    from .data import load_cifar10
-    from .training import run_experiment
+def task_data(task: RunTask) -> CifarData:
+    """The task's dataset, loaded once per worker process for every task that shares it."""
+    from ..data import load_cifar10
 
     key = (task.data_source, task.subset)
     if key not in _DATA:
         _DATA[key] = load_cifar10(task.data_source, subset=task.subset)
+    return _DATA[key]
+
+
+def train_task(task: RunTask, callbacks: Iterable = ()) -> RunRecord:
+    """Train (or reuse) one task's run in this process; returns its record. ``callbacks``
+    go to ``run_experiment`` (the heartbeat)."""
+    from .train import run_experiment
+
     extra = {} if task.checkpoint_seconds is None else {"checkpoint_seconds": task.checkpoint_seconds}
     return run_experiment(task.experiment_object(), epochs=task.epochs, batch_size=task.batch_size,
-                          seed=task.seed, data=_DATA[key], out_dir=task.out_dir, force=task.force,
+                          seed=task.seed, data=task_data(task), out_dir=task.out_dir, force=task.force,
                           log_every=task.log_every, eval_every=task.eval_every, speed=task.speed,
                           callbacks=list(callbacks), **extra)
 

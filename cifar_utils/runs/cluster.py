@@ -12,7 +12,7 @@ dies, on any worker, 3 times by default (the 4th death fails it), and Dask's ``l
 ``subscribe_topic`` bring each epoch line to the caller's ``say``, where Ray prints worker
 output on the driver's own stdout.
 
-What makes a retry safe is the run folder, not the engine: ``training.run_lock`` (an
+What makes a retry safe is the run folder, not the engine: ``lock.run_lock`` (an
 ``flock`` released when its owner dies) lets one process own a run, a retry resumes from
 the last checkpoint, and a finished run is reused, never trained again. So the runs folder
 must be one shared folder, at the same path on every machine, on a filesystem whose
@@ -26,8 +26,9 @@ cannot be reached raises ``ClusterError`` naming it; one lost mid-run cancels th
 and the runs it held are named as not finished.
 
 This module imports Dask only when a cluster is asked for (a machine without the
-``cluster`` extra gets an ``ImportError`` saying what to install) and no backend itself:
-the task function imports the training code on the worker.
+``cluster`` extra gets an ``ImportError`` saying what to install) and no backend at all:
+the task function imports the training code (``pool.train_task``) on the worker, and the
+scheduler unpickles no function of this package (``_Call``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ from concurrent.futures import CancelledError
 from dataclasses import replace
 from pathlib import Path
 
-from .pool import STALL_SECONDS, PoolResult, RunTask, Tally, gpu_ids, worker_environment
+from ..errors import ClusterError
+from .pool import STALL_SECONDS, PoolResult, RunTask, Tally, gpu_ids, relayed, worker_environment
 
 INSTALL_HINT = "install the cluster extra: pip install 'cifar-utils[cluster]' (Dask distributed)"
 LOCAL_PREFIX = "local:"
@@ -60,15 +62,11 @@ CONNECT_SECONDS = 30.0  # how long the client tries to reach the scheduler, or r
 RESTART_SECONDS = 10.0  # a silent run's worker is stopped within 0.8x this, else killed by its nanny
 
 
-class ClusterError(RuntimeError):
-    """The cluster cannot be used; the message names the address and what failed."""
-
-
 def _distributed():
     try:
         import distributed
     except ImportError as error:
-        raise ImportError(f"cifar_utils.cluster needs Dask's distributed package: {INSTALL_HINT}") from error
+        raise ImportError(f"cifar_utils.runs.cluster needs Dask's distributed package: {INSTALL_HINT}") from error
     return distributed
 
 
@@ -309,9 +307,9 @@ class _Session:
             return
         if message.get("key") in self.heard:
             self.heard[message["key"]] = time.monotonic()
-        line = str(message.get("line", ""))
-        if line.strip() and self.is_progress(line):
-            self.tally.tell(line.rstrip())
+        text = relayed(str(message.get("line", "")), self.is_progress)
+        if text is not None:
+            self.tally.tell(text)
 
     def watch(self, event) -> None:
         message = event[1]
@@ -397,8 +395,8 @@ class _Call:
     """Pickles as the call ``function(*args)``, so ``pickle.loads`` on the worker runs it.
 
     Dask's scheduler unpickles every task it receives: handed ``_train_on_worker`` itself,
-    it would import this package, and with it Keras and TensorFlow (700 MB, measured), and
-    need the package installed. Handed ``pickle.loads`` and bytes, it needs neither."""
+    it would need this package installed on the scheduler's machine, and import it there.
+    Handed ``pickle.loads`` and bytes, it needs nothing of ours."""
 
     def __init__(self, function: Callable, *args):
         self.function, self.args = function, args
@@ -477,19 +475,17 @@ def _force_once(task: RunTask, token: str) -> Path:
     """``--force`` empties a run folder once per invocation (``token``), then trains as
     usual: a retry after a dead worker resumes the forced run instead of starting it over,
     and never retrains one the first attempt finished. Returns the marker it leaves."""
-    from . import pool
-    from .data import load_cifar10
-    from .training import _clear, plan_run, run_lock
+    from .folder import clear
+    from .identity import plan_run
+    from .lock import run_lock
+    from .pool import task_data
 
-    key = (task.data_source, task.subset)
-    if key not in pool._DATA:
-        pool._DATA[key] = load_cifar10(task.data_source, subset=task.subset)
-    plan = plan_run(task.experiment_object(), pool._DATA[key], task.seed, task.out_dir, task.epochs,
+    plan = plan_run(task.experiment_object(), task_data(task), task.seed, task.out_dir, task.epochs,
                     task.batch_size, task.eval_every)
     marker = plan.run_dir / f".forced-{token}"
     with run_lock(plan.run_dir, plan.label):
         if not marker.exists():
-            _clear(plan.run_dir)
+            clear(plan.run_dir)
             marker.touch()
     return marker
 
@@ -523,8 +519,8 @@ def serve_workers(address: str, workers: int | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cifar_utils.cluster worker tcp://scheduler:8786 [--workers N]``."""
-    parser = argparse.ArgumentParser(prog="python -m cifar_utils.cluster",
+    """``python -m cifar_utils.runs.cluster worker tcp://scheduler:8786 [--workers N]``."""
+    parser = argparse.ArgumentParser(prog="python -m cifar_utils.runs.cluster",
                                      description="Start this machine's training workers for ./run_all.sh --cluster.")
     commands = parser.add_subparsers(dest="command", required=True)
     worker = commands.add_parser("worker", help="join a Dask scheduler with one worker per GPU (or --workers N)")
