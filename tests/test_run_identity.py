@@ -83,3 +83,22 @@ def test_reference_runs_are_found_again_from_the_data():
         plan = plan_run(params["experiment"], data, seed=params["seed"], epochs=params["epochs"],
                         batch_size=params["batch_size"], eval_every=params["eval_every"], out_dir="x")
         assert plan.run_dir.name == run_dir.name
+
+
+def test_naming_a_run_copies_no_images_and_its_arrays_are_the_split():
+    """A plan made to name a run (``find_finished``) rescales and copies nothing; its arrays,
+    made when first used, are the split of the experiment's pixel scale."""
+    from cifar_utils.runs.splits import fewer_images, validation_split
+
+    (x_train, y_train), (x_test, y_test) = data = _synthetic_data()
+    raw = plan_run(1, data, out_dir="x")  # experiment 1: raw pixels, the test set watched
+    assert "_scaled" not in vars(raw) and "train" not in vars(raw)
+    assert raw.train[0] is x_train and raw.evaluation[0] is x_test  # uint8 0-255: already its scale
+    split = plan_run(factorial_experiment(3, 200).vary(validation=0.1), data, out_dir="x")
+    kept, held = validation_split(y_train, 0.1)
+    chosen = kept[fewer_images(y_train[kept], 200, "x")]
+    assert "_scaled" not in vars(split)
+    np.testing.assert_array_equal(split.train[0], x_train[chosen] / np.float32(255))
+    np.testing.assert_array_equal(split.evaluation[1], y_train[held])
+    assert split.params["train_size"] == len(split.train[0]) == 200
+    assert split.params["validation_size"] == len(split.evaluation[0]) == len(held) and split.test[1] is y_test

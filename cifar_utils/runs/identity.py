@@ -1,10 +1,11 @@
 """What names a run: every parameter that changes its result, decided before anything trains.
 
 ``plan_run`` turns an experiment, its data and the run's settings into a ``RunPlan``: the
-model inputs at the experiment's pixel scale, the split it trains and is judged on, and
-the run's folder, ``<experiment key>-seed<seed>-<hash of the parameters>``. Two runs with
-the same parameters share a folder, so a finished run is found again (``find_finished``)
-instead of retrained; speed settings change no result, so they name nothing. The names
+split it trains and is judged on, its model inputs at the experiment's pixel scale (made
+when first used: naming a run copies no images), and the run's folder,
+``<experiment key>-seed<seed>-<hash of the parameters>``. Two runs with the same
+parameters share a folder, so a finished run is found again (``find_finished``) instead of
+retrained; speed settings change no result, so they name nothing. The names
 are a contract with every finished run on disk (tests/test_run_identity.py pins them).
 """
 
@@ -15,7 +16,8 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -85,18 +87,42 @@ def params_hash(params: dict) -> str:
 
 @dataclass
 class RunPlan:
-    """Everything a run needs, decided before anything is trained."""
+    """Everything a run needs, decided before anything is trained. Its arrays are made from
+    ``data`` when first used, so a plan that only names a run (``find_finished``, a
+    chapter's cost line) neither rescales nor copies the images (0.6 GB on the full set)."""
 
     experiment: Experiment
     recipe: Recipe
     seed: int
-    train: tuple[np.ndarray, np.ndarray]
-    evaluation: tuple[np.ndarray, np.ndarray]  # what val_* measures each epoch
-    test: tuple[np.ndarray, np.ndarray]
     params: dict
     run_dir: Path
     source: str
     eval_every: int
+    data: object = field(repr=False)
+    kept: np.ndarray | None = field(default=None, repr=False)  # training images trained on (None: all)
+    held: np.ndarray | None = field(default=None, repr=False)  # held out for validation (None: no split)
+
+    @cached_property
+    def _scaled(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        (x_train, y_train), (x_test, y_test) = self.data
+        normalized = getattr(self.data, "normalized", None)
+        return ((as_model_input(x_train, self.experiment.normalize, normalized), y_train),
+                (as_model_input(x_test, self.experiment.normalize, normalized), y_test))
+
+    @cached_property
+    def train(self) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = self._scaled[0]
+        return (images, labels) if self.kept is None else (images[self.kept], labels[self.kept])
+
+    @cached_property
+    def evaluation(self) -> tuple[np.ndarray, np.ndarray]:
+        """What val_* measures each epoch: the held-out images, or the test set."""
+        images, labels = self._scaled[0]
+        return self.test if self.held is None else (images[self.held], labels[self.held])
+
+    @property
+    def test(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._scaled[1]
 
     @property
     def label(self) -> str:
@@ -121,28 +147,25 @@ def plan_run(experiment: int | str | Experiment, data, seed: int = 0, out_dir: s
     seed = check_seed("seed", seed)  # before the run's folder exists: keras.utils.set_random_seed would fail in it
     if not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
-    (x_train, y_train), (x_test, y_test) = data
-    normalized = getattr(data, "normalized", None)
-    x_train = as_model_input(x_train, exp.normalize, normalized)
-    x_test = as_model_input(x_test, exp.normalize, normalized)
+    (_, y_train), (x_test, _) = data
+    kept = held = None
     if recipe.validation:
         kept, held = validation_split(y_train, recipe.validation, what=f"experiment {exp.label}")
-        train, evaluation = (x_train[kept], y_train[kept]), (x_train[held], y_train[held])
-    else:
-        train, evaluation = (x_train, y_train), (x_test, y_test)
     if recipe.train_images:
-        train = fewer_images(train, recipe.train_images, exp.label)
+        pool = np.arange(len(y_train)) if kept is None else kept
+        kept = pool[fewer_images(y_train[pool], recipe.train_images, exp.label)]
     spec = {"kind": type(exp.spec).__name__, **asdict(exp.spec)}
     params = {
         "experiment": exp.number, "variant": exp.variant, "spec": spec, "normalize": exp.normalize,
         "recipe": recipe_identity(recipe), "epochs": recipe.epochs, "batch_size": recipe.batch_size, "seed": seed,
-        "eval_every": eval_every, "train_size": len(train[0]), "validation_size": len(evaluation[0])
-        if recipe.validation else 0, "test_size": len(x_test), "data_fingerprint": data_fingerprint(data),
+        "eval_every": eval_every, "train_size": len(y_train) if kept is None else len(kept),
+        "validation_size": 0 if held is None else len(held), "test_size": len(x_test),
+        "data_fingerprint": data_fingerprint(data),
     }
     params = json.loads(json.dumps(params))  # as it will read back from disk (lists, not tuples)
     run_dir = Path(out_dir) / f"{exp.key}-seed{seed}-{params_hash(params)}"
-    return RunPlan(exp, recipe, seed, train, evaluation, (x_test, y_test), params, run_dir,
-                   getattr(data, "source", "arrays"), eval_every)
+    return RunPlan(exp, recipe, seed, params, run_dir, getattr(data, "source", "arrays"), eval_every, data, kept,
+                   held)
 
 
 def find_finished(experiment: int | str | Experiment, data, epochs: int | None = None,

@@ -37,14 +37,12 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int = VALIDATION
     return np.setdiff1d(np.arange(len(labels)), held), held
 
 
-def fewer_images(train: tuple[np.ndarray, np.ndarray], count: int, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed, stratified ``count`` of the training images (``Recipe.train_images``)."""
-    images, labels = train
+def fewer_images(labels: np.ndarray, count: int, label: str) -> np.ndarray:
+    """Indices of a fixed, stratified ``count`` of these training images (``Recipe.train_images``)."""
     if not 10 * NUM_CLASSES <= count <= len(labels):
         raise ValueError(f"{label}: train_images={count}: needs between {10 * NUM_CLASSES} (ten a class) and the "
                          f"{len(labels)} training images there are")
-    chosen = stratified_share(labels, count / len(labels), SMALL_SETTING_SEED)
-    return images[chosen], labels[chosen]
+    return stratified_share(labels, count / len(labels), SMALL_SETTING_SEED)
 
 
 def train_eval_indices(labels: np.ndarray, count: int = TRAIN_EVAL_IMAGES, seed: int = TRAIN_EVAL_SEED) -> np.ndarray:
