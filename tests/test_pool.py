@@ -14,7 +14,7 @@ import pytest
 from cifar_utils import run_all as driver
 from cifar_utils.costs import CPU_AFTER_SECONDS, CPU_EPOCH_SECONDS
 from cifar_utils.runs import pool
-from cifar_utils.runs.pool import STALL_SECONDS, RunTask, heartbeat, run_pool, train_task, worker_environment
+from cifar_utils.runs.pool import STALL_SECONDS, RunTask, heartbeat, run_order, run_pool, train_task, worker_environment
 from cifar_utils.runs.progress import MARK
 from cifar_utils.runs.record import RunRecord
 from tests.fake_attempts import attempts, gone
@@ -22,6 +22,12 @@ from tests.fake_attempts import attempts, gone
 
 def task(out, experiment=2, seed=0, **kwargs):
     return RunTask(experiment, seed, str(out), data_source="sample", subset=200, epochs=1, batch_size=64, **kwargs)
+
+
+def test_one_worker_starts_the_shortest_run_first_several_the_longest():
+    tasks = [RunTask(n, 0, "out", epochs=30) for n in (15, 2, 8)]  # about 44, 10 and 36 minutes on the table
+    assert [t.experiment for t in run_order(tasks, 1)] == [2, 8, 15]
+    assert [t.experiment for t in run_order(tasks, 2)] == [15, 8, 2]
 
 
 @pytest.mark.slow

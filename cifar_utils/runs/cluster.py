@@ -123,7 +123,7 @@ def _portable(task: RunTask) -> RunTask:
 def run_on_cluster(tasks: Iterable[RunTask], address: str, say: Callable[[str], None] = print,
                    is_progress: Callable[[str], bool] = lambda line: True,
                    deadline: float | None = None, stall: float = STALL_SECONDS) -> PoolResult:
-    """Train ``tasks`` on a Dask cluster, longest first, as ``pool.run_pool`` does on one machine.
+    """Train ``tasks`` on a Dask cluster, longest first, as ``pool.run_pool`` does with several workers.
 
     ``address`` is a scheduler (``tcp://host:8786``) or ``local:N`` (N worker processes
     here). One line per event goes to ``say``: each worker's progress lines that pass

@@ -90,7 +90,7 @@ class RunTask:
         return exp.vary(self.variant_label, **self.variant) if self.variant else exp
 
     def cost(self) -> float:
-        """Relative cost, to start long runs first and weigh the ETA: CPU seconds by the cost
+        """Relative cost, to order the runs (``run_order``) and weigh the ETA: CPU seconds by the cost
         table (``costs.py``; on a GPU the proportions are roughly alike)."""
         from ..costs import cpu_run_seconds
 
@@ -233,16 +233,24 @@ class _Worker:
 _STALLED = "stalled"  # what _follow returns for a worker silent for the stall time
 
 
+def run_order(tasks: Iterable[RunTask], jobs: int) -> list[RunTask]:
+    """The order runs start in. Several workers: longest first, so no long run is left to
+    finish alone at the end. One worker: shortest first, which takes the same total time
+    and, when the pool is stopped or its deadline comes, has finished the most runs (a
+    machine lent for a session ends whatever run is under way)."""
+    return sorted(tasks, key=lambda t: t.cost() if jobs == 1 else -t.cost())
+
+
 def run_pool(tasks: Iterable[RunTask], jobs: int = 1, say: Callable[[str], None] = print,
              is_progress: Callable[[str], bool] = lambda line: True, deadline: float | None = None,
              stall: float = STALL_SECONDS) -> PoolResult:
-    """Train ``tasks`` on ``jobs`` workers, longest first; one line per event with runs
+    """Train ``tasks`` on ``jobs`` workers (in ``run_order``); one line per event with runs
     done / total and an ETA over the whole pool. A failing run is named and the others
     finish; the result lists both. After ``deadline`` seconds no new run starts (the ones
     under way finish): for a machine lent for a fixed time, whose next call resumes. A
     worker silent for ``stall`` seconds is killed; its run is retried once (not after the
     deadline), then failed. Interrupted, it kills its workers (finished runs stay on disk)."""
-    pending = sorted(tasks, key=lambda t: -t.cost())
+    pending = run_order(tasks, jobs)
     tally = Tally(pending, say, "pool", deadline)
     if not pending:
         return tally.result
