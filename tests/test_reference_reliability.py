@@ -23,7 +23,7 @@ from cifar_utils.folders import MANIFEST
 from cifar_utils.report import build_report, chapter_status, merged_notebook
 from cifar_utils.runs.identity import data_fingerprint, plan_run
 from cifar_utils.runs.predictions import load_predictions
-from cifar_utils.runs.reference import export_reference, load_reference
+from cifar_utils.runs.reference import export_reference, load_reference, merged_profile
 from tests.factories import make_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -418,3 +418,24 @@ def test_a_symlinked_run_folder_is_read_and_a_link_cycle_ends(tmp_path, data):
     loaded = load_reference(reference)
     assert sorted(r.experiment for r in loaded.records) == [1, 2]
     assert sorted(r.experiment for r in scan_records(reference / "runs")[0]) == [1, 2]
+
+
+def test_an_export_keeps_the_pieces_an_earlier_session_trained(tmp_path, data):
+    # A reference is trained over sessions on fresh machines: each output folder's profile
+    # knows only its own piece, and an export once replaced the reference's list with it.
+    settings = {"profile": "cpu", "epochs": 1, "seeds": [0], "data_fingerprint": "abc"}
+    first = {**settings, "pieces": [{"started": "2026-12-01 22:20 UTC", "commit": "aaa", "chapters": ["01"]}]}
+    second = {**settings, "pieces": [{"started": "2026-12-02 05:23 UTC", "commit": "bbb", "chapters": ["04"]}]}
+    fake_run(tmp_path / "out1" / "runs", 2, data, epochs=1)
+    (tmp_path / "out1" / "profile.json").write_text(json.dumps(first))
+    fake_run(tmp_path / "out2" / "runs", 2, data, epochs=1, seed=1)
+    (tmp_path / "out2" / "profile.json").write_text(json.dumps(second))
+    reference = tmp_path / "ref"
+    export_reference(tmp_path / "out1", reference)
+    export_reference(tmp_path / "out2", reference)
+    profile = json.loads((reference / "profile.json").read_text())
+    assert [p["commit"] for p in profile["pieces"]] == ["aaa", "bbb"]
+    assert export_reference(tmp_path / "out2", reference) == 1  # again: no piece twice
+    assert [p["commit"] for p in json.loads((reference / "profile.json").read_text())["pieces"]] == ["aaa", "bbb"]
+    other = {**second, "epochs": 2}  # a profile of other runs is not merged with this one's pieces
+    assert merged_profile(first, other) is other

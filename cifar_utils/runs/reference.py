@@ -369,11 +369,44 @@ def _build(tmp: Path, destination: Path, source: Path, records: list[RunRecord],
         record.run_dir = f"{RUNS}/{run_dir.name}"
         write_atomic(target / RECORD_FILE, record.to_json())
     if (source / PROFILE_FILE).exists():
-        shutil.copyfile(source / PROFILE_FILE, tmp / PROFILE_FILE)
+        old = _profile_or_empty(tmp / PROFILE_FILE)
+        new = json.loads((source / PROFILE_FILE).read_text())
+        merged = merged_profile(old, new)
+        if merged is new:
+            shutil.copyfile(source / PROFILE_FILE, tmp / PROFILE_FILE)
+        else:
+            write_atomic(tmp / PROFILE_FILE, json.dumps(merged, indent=1))
     written, problems, _ = read_runs(tmp)
     if problems:
         raise ReferenceFolderError(f"{destination}: the exported records do not read back: {'; '.join(problems)}")
     check_one_setting(destination, written)
+
+
+# What a profile.json says about which runs it names: pieces of one reference agree on these.
+PROFILE_SETTINGS = ("profile", "epochs", "batch_size", "seeds", "subset", "eval_every", "data_fingerprint")
+
+
+def merged_profile(old: dict, new: dict) -> dict:
+    """The profile of a reference that gains ``new``'s runs: ``new`` itself, with the
+    ``pieces`` (commit, machine and date of each training invocation) of both when both
+    name the same runs, so a reference trained over several sessions, each on a fresh
+    machine whose output folder knew only its own piece, still names every piece."""
+    if not isinstance(old, dict) or any(old.get(key) != new.get(key) for key in PROFILE_SETTINGS):
+        return new
+    pieces: list[dict] = []
+    for piece in [*(old.get("pieces") or []), *(new.get("pieces") or [])]:
+        if isinstance(piece, dict) and piece not in pieces:
+            pieces.append(piece)
+    if pieces == (new.get("pieces") or []):
+        return new
+    return {**new, "pieces": sorted(pieces, key=lambda piece: str(piece.get("started", "")))}
+
+
+def _profile_or_empty(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}  # a damaged old profile: the new one stands alone
 
 
 def _swap_in(tmp: Path, destination: Path) -> None:
