@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import noise
-from .experiments import get_experiment
+from .experiments import STUDY_RECIPE, get_experiment
 from .results import by_experiment, setting_spread, side
 from .runs.record import RunRecord
 
@@ -133,6 +133,8 @@ def _judge_difference(test: Difference, grouped: dict[int, list[RunRecord]],
                 f"{diff:+.2f} points ({study}); {_noise_text(estimate_noise)}")
     if len(epochs) > 1:
         evidence += "; epochs " + " vs ".join(str(grouped[n][0].epochs_completed) for n in (test.before, test.after))
+    elif max(epochs) < STUDY_RECIPE.epochs and all(get_experiment(n).study for n in (test.before, test.after)):
+        evidence += f"; at {max(epochs)} of the study's {STUDY_RECIPE.epochs} epochs"  # a shorter run, said each time
     if test.expect == 0 and verdict == CONTRADICTED:
         evidence += f"; a real {'increase' if diff > 0 else 'decrease'}, not 'no difference'"
     elif test.expect == 0 and verdict == NOISE:

@@ -179,3 +179,12 @@ def test_smallest_resolved_difference_is_z_standard_errors_of_the_rule_and_floor
     floor = z * math.sqrt(2 * noise.binomial_var(accuracy, images))
     assert noise.smallest_resolved(10_000, d, accuracy, images) == pytest.approx(floor, rel=1e-3)
     assert noise.smallest_resolved(1, d, accuracy, images) > noise.smallest_resolved(5, d, accuracy, images) > floor
+
+
+def test_a_verdict_on_shorter_runs_than_the_studys_says_how_long_they_were():
+    # The CPU reference trains 30 of the study's 300 epochs; augmentation, for one, pays late.
+    claim = Difference(15, 17)
+    short = [make_record(15, 78.8, epochs=30), make_record(17, 76.0, epochs=30)]
+    full = [make_record(15, 80.1, epochs=300), make_record(17, 89.0, epochs=300)]
+    assert evaluate(claim, short, make_runs(3, [60.0, 60.5, 61.0]))[1].endswith("at 30 of the study's 300 epochs")
+    assert "of the study's" not in evaluate(claim, full, make_runs(3, [60.0, 60.5, 61.0]))[1]
