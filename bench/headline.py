@@ -33,6 +33,8 @@ from pathlib import Path  # noqa: E402
 
 from recipes_cpu import experiment_for, machine, parse_changes  # noqa: E402 (bench/ is the script's folder)
 
+from cifar_utils.speed import PRECISIONS  # noqa: E402 (recipes_cpu put the checkout on the path)
+
 STUDY_BEST = 89.02  # experiment 17, the study's 300 epochs on a GPU
 GOAL_SECONDS = 600.0
 
@@ -45,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="EXP:FIELD=VALUE", dest="changes",
                         help="train a variant: change a recipe or spec field (repeatable)")
     parser.add_argument("--subset", type=int, default=0, help="a stratified training subset (0: all; for tests)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="the model's dtype policy (mixed_bfloat16 pays on some CPUs only: docs/benchmarks.md)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one run, its result to this file
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -64,9 +68,12 @@ def one_run(args: argparse.Namespace) -> None:
     data = load_cifar10(args.data, subset=args.subset or None)
     loaded = time.perf_counter()
     with tempfile.TemporaryDirectory() as out_dir:
-        record = run_experiment(exp, seed=args.seed, data=data, out_dir=out_dir, log_every=1)
+        record = run_experiment(exp, seed=args.seed, data=data, out_dir=out_dir, log_every=1,
+                                speed={"precision": args.precision})
     epochs = record.history["epoch_seconds"]
-    result = {"label": exp.label, "seed": args.seed, "status": record.status, "test_acc": record.test_acc,
+    label = exp.label + ("" if args.precision == "float32" else f" [{args.precision}]")
+    result = {"label": label, "precision": args.precision, "seed": args.seed, "status": record.status,
+              "test_acc": record.test_acc,
               "val_acc": record.val_acc, "val_curve": [100 * v for v in record.history["val_accuracy"]],
               "epoch_seconds": epochs, "start_seconds": loaded - STARTED, "train_seconds": sum(epochs),
               "run_seconds": record.wall_seconds, "epochs": record.epochs_completed,
@@ -81,7 +88,7 @@ def timed_run(args: argparse.Namespace, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         result_file = Path(folder) / "run.json"
         command = [sys.executable, __file__, "--child", str(result_file), "--seed", str(seed),
-                   "--experiment", args.experiment, "--subset", str(args.subset)]
+                   "--experiment", args.experiment, "--subset", str(args.subset), "--precision", args.precision]
         command += [f"--set={change}" for change in args.changes] + (["--data", args.data] if args.data else [])
         load_before = os.getloadavg()[0]
         start = time.perf_counter()

@@ -106,9 +106,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The instruction sets a timing depends on: bfloat16 pays only where it is multiplied natively.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+
+
+def cpu_features() -> dict:
+    """``CPU_FEATURES`` present, and the family/model numbers (``/proc/cpuinfo``, Linux):
+    two CPUs with one marketing name (a VM's "Intel Xeon Processor") can differ 2x."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    first = text.split("\n\n", 1)[0]
+    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {"family": fields.get("cpu family"), "model": fields.get("model"),
+            "features": [f for f in CPU_FEATURES if f in flags]}
+
+
 def machine() -> dict:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "device": device_description(), "backend": backend_name(),
+    return {"cpu": cpu_model(), "cpu_details": cpu_features(), "cores": os.cpu_count(),
+            "device": device_description(), "backend": backend_name(),
             "versions": versions(), "load_average_at_start": [round(v, 2) for v in load],
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 

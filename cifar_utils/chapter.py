@@ -240,7 +240,8 @@ class Chapter:
                                    out_dir=self.runs_dir, seeds=seeds, log_every=self.log_every,
                                    eval_every=self.eval_every, speed=self.speed)
         else:
-            found = find_finished(exp, self.data, epochs, batch_size, seeds, self.runs_dir, self.eval_every)
+            found = find_finished(exp, self.data, epochs, batch_size, seeds, self.runs_dir, self.eval_every,
+                                  self.speed.precision)
         self.shown.update({Path(r.run_dir).name: r.digest() for r in found})
         return found
 
@@ -275,7 +276,7 @@ class Chapter:
     def _say_cost(self, exp: Experiment, epochs: int | None, batch_size: int | None, seeds: list[int]) -> None:
         """Before a cell trains: how many runs it will train and what they cost on a CPU."""
         finished = {r.seed for r in find_finished(exp, self.data, epochs, batch_size, seeds, self.runs_dir,
-                                                  self.eval_every)}
+                                                  self.eval_every, self.speed.precision)}
         todo = [s for s in seeds if s not in finished]
         if not todo:
             return
@@ -298,7 +299,8 @@ class Chapter:
             found = [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
         else:
             epochs, batch_size = run_settings(exp, self.epochs, self.batch_size, every_recipe=self.every_recipe)
-            found = find_finished(exp, self.data, epochs, batch_size, seeds, self.runs_dir, self.eval_every)
+            found = find_finished(exp, self.data, epochs, batch_size, seeds, self.runs_dir, self.eval_every,
+                                  self.speed.precision)
         self.shown.update({Path(r.run_dir).name: r.digest() for r in found})
         if found:
             self.records[number] = found
@@ -396,7 +398,7 @@ class Chapter:
                 self._spread_runs = [r for n in FACTORIAL.values() for r in find_finished(
                     n, self.data, *run_settings(get_experiment(n), self.epochs, self.batch_size,
                                                 every_recipe=self.every_recipe), seeds, self.runs_dir,
-                    self.eval_every)]
+                    self.eval_every, self.speed.precision)]
         return self._spread_runs
 
     # --- verdicts --------------------------------------------------------------------------

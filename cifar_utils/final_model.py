@@ -12,8 +12,10 @@ Two figures the per-epoch history cannot give:
   "Batch" in BatchNorm*). At inference a batch-norm layer uses running averages
   (momentum 0.99 in Keras: a memory of about 100 steps) collected while the weights were
   changing, so they can lag the final weights. Recomputing them from the same fixed
-  training images, no weight changed, shows how much of a batch-norm model's test score
-  is the weights and how much the statistics. Written by hand: Keras has no such step.
+  training images, no weight changed, and scoring the plain test images (no test-time
+  views, so it costs one prediction, not one per view) shows how much of a batch-norm
+  model's test score is the weights and how much the statistics. Written by hand: Keras
+  has no such step.
 
 Recipes with a weight average (EMA) need the same re-estimation to be correct at all:
 the averaged weights never produced the running statistics, so the final model of such

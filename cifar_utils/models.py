@@ -12,6 +12,7 @@ what TensorFlow did: the same mathematics on every backend. Predictions apply th
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
 
 import keras
@@ -109,12 +110,15 @@ def augmentation_layer(recipe: Recipe, seed: int | None = None) -> keras.layers.
 
 
 def build_model(experiment: int | str | Experiment | Spec, augment: bool | None = None,
-                seed: int | None = None) -> keras.Sequential:
+                seed: int | None = None, precision: str = "float32") -> keras.Sequential:
     """The experiment's network, uncompiled (see ``compile_model``).
 
     ``augment`` defaults to the experiment's own setting; the augmentation layer sits first
     in the model so it runs on the accelerator and only during training. A bare spec
-    with ``augment=True`` gets the study's shift/flip augmentation.
+    with ``augment=True`` gets the study's shift/flip augmentation. ``precision``: the
+    Keras dtype policy of every layer (``speed.PRECISIONS``); a mixed policy keeps the
+    weights in float32 and ends in a float32 cast of the logits, so the softmax and the
+    loss are computed in float32 (Keras' mixed-precision guide).
     """
     if isinstance(experiment, tuple(_BUILDERS)):
         spec, name = experiment, "custom"
@@ -125,10 +129,23 @@ def build_model(experiment: int | str | Experiment | Spec, augment: bool | None 
         if augment and recipe.augment == "none":
             recipe = replace(recipe, augment="shift_flip")
     stack: list[keras.layers.Layer] = [keras.Input(shape=INPUT_SHAPE)]
-    augmentation = augmentation_layer(recipe, seed) if augment is not False else None
-    if augmentation is not None:
-        stack.append(augmentation)
-    return keras.Sequential(stack + _BUILDERS[type(spec)](spec), name=name)
+    with dtype_policy(precision):
+        augmentation = augmentation_layer(recipe, seed) if augment is not False else None
+        stack += ([augmentation] if augmentation is not None else []) + _BUILDERS[type(spec)](spec)
+    if precision != "float32":
+        stack.append(layers.Activation("linear", dtype="float32", name="logits_float32"))
+    return keras.Sequential(stack, name=name)
+
+
+@contextmanager
+def dtype_policy(name: str):
+    """Build layers under the Keras dtype policy ``name``, then restore the global one."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def prepare_model(model: keras.Model, x_train) -> None:

@@ -107,12 +107,21 @@ def tta_views(images: np.ndarray, tta: str = "none") -> list[tuple[np.ndarray, f
 def predict_views(model: keras.Model, images: np.ndarray, tta: str = "none", batch_size: int = 512) -> np.ndarray:
     """Class probabilities (the softmax of the networks' logits) averaged over the
     test-time views with their ``TTA_WEIGHTS`` (one view: plain ``predict``)."""
-    total = None
-    for view, weight in tta_views(images, tta):
+    return predict_each_view(model, images, tta, batch_size)[0]
+
+
+def predict_each_view(model: keras.Model, images: np.ndarray, tta: str = "none",
+                      batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(the views' weighted average, the plain view's own probabilities): one pass over the
+    views gives both the recipe's test score and the score without test-time views."""
+    total = plain = None
+    for (view, weight), key in zip(tta_views(images, tta), TTA_VIEWS[tta], strict=True):
         logits = model.predict(view, batch_size=batch_size, verbose=0)
-        probabilities = weight * keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
-        total = probabilities if total is None else total + probabilities
-    return total
+        probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+        if key == (False, 0, 0):
+            plain = probabilities
+        total = weight * probabilities if total is None else total + weight * probabilities
+    return total, plain
 
 
 def evaluate_views(model: keras.Model, images: np.ndarray, labels: np.ndarray, tta: str = "none",

@@ -43,7 +43,8 @@ from .storage import ensure_space, is_disk_full, storage_error
 from .summary import SUMMARY_MARKER
 
 TEMPLATES = Path(__file__).with_name("templates")
-# Parameters that change how a chapter runs or prints, never its numbers.
+# Parameters that change how a chapter runs or prints, never its numbers; of ``speed``, its
+# bfloat16 ``precision`` does change them (``speed.py``), so ``_numbers_settings`` keeps it.
 PRESENTATION_ONLY = {"run_token", "log_every", "speed", "out_dir"}
 
 
@@ -61,7 +62,10 @@ def marker_path(out_dir: Path, stem: str) -> Path:
 
 
 def _numbers_settings(parameters: dict) -> dict:
-    return {k: v for k, v in parameters.items() if k not in PRESENTATION_ONLY}
+    kept = {k: v for k, v in parameters.items() if k not in PRESENTATION_ONLY}
+    speed = parameters.get("speed") or {}
+    kept["precision"] = speed.get("precision", "float32") if isinstance(speed, dict) else "float32"
+    return kept
 
 
 def chapter_status(path: Path, out_dir: Path, profile: dict) -> ChapterStatus:

@@ -54,12 +54,13 @@ class Summary:
                  batch_size: int | None = None, seeds: Sequence[int] = (0,), data_source: str | None = None,
                  subset: int | None = None, eval_every: int = 1, runs: str | os.PathLike = "read",
                  run_token: str | None = None, profile: str | None = None,
-                 reference_dir: str | os.PathLike | None = None):
+                 reference_dir: str | os.PathLike | None = None, speed: Speed | dict | None = None):
         """``runs`` as a chapter's (``course.runs_setting``); the summary trains nothing, so
-        "train" reads what the chapters trained, like "read"."""
+        "train" reads what the chapters trained, like "read". ``speed``: the chapters' (only
+        its bfloat16 ``precision`` names runs, so only it decides which runs are read)."""
         given = check_parameters({"out_dir": out_dir, "epochs": epochs, "batch_size": batch_size, "seeds": seeds,
                                   "data_source": data_source, "subset": subset, "eval_every": eval_every,
-                                  "runs": runs, "run_token": run_token, "profile": profile})
+                                  "runs": runs, "run_token": run_token, "profile": profile, "speed": speed})
         trains, reference = runs_setting(given["runs"], reference_dir)
         sizes = with_profile(profile, **{k: given[k] for k in ("epochs", "batch_size", "subset", "data_source")})
         epochs, batch_size, subset, data_source = (sizes[k] for k in ("epochs", "batch_size", "subset", "data_source"))
@@ -81,7 +82,7 @@ class Summary:
                                                if small_subset)]
             self.records = [r for exp in wanted for r in find_finished(
                 exp, data, *run_settings(exp, epochs, batch_size, every_recipe=sizes["every_recipe"]), self.seeds,
-                self.out_dir / "runs", eval_every)]
+                self.out_dir / "runs", eval_every, given["speed"].precision)]
             everything, self.problems = scan_records(self.out_dir / "runs")
             chosen = {Path(r.run_dir).name for r in self.records}
             self.sweep_runs = sum(1 for r in everything if r.variant)

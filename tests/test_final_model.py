@@ -100,3 +100,27 @@ def _datasets(group, prefix=""):
             yield f"{prefix}/{key}", item
         else:
             yield from _datasets(item, f"{prefix}/{key}")
+
+
+@pytest.mark.slow
+def test_the_final_phase_predicts_the_test_set_once_per_view_and_reuses_the_last_validation(
+        tiny, tmp_path, monkeypatch):
+    exp = get_experiment(11).vary("tta-val", tta="flip_shift", validation=0.1)
+    sizes = []
+    predict = keras.Model.predict
+
+    def counted(self, x, *args, **kwargs):
+        sizes.append(len(x))
+        return predict(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "predict", counted)
+    record = run_experiment(exp, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path)
+    test_size, train_size = record.params["test_size"], record.params["train_size"]
+    views = 6  # flip_shift: the image, its mirror and two shifts of each
+    # The recipe's views of the test set, the training images' views (the gap), and one
+    # plain view with re-estimated statistics; the validation score is the last epoch's.
+    assert sorted(sizes) == sorted([test_size] * (views + 1) + [train_size] * views)
+    assert record.val_acc == pytest.approx(100 * record.history["val_accuracy"][-1])
+    assert 0 <= record.single_view_test_acc <= 100 and 0 <= record.bn_reestimated_test_acc <= 100
+    plain = run_experiment(2, epochs=2, batch_size=64, data=tiny, out_dir=tmp_path)
+    assert plain.single_view_test_acc == plain.test_acc  # no test-time views: the same figure

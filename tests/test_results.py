@@ -13,8 +13,8 @@ from scipy import stats
 from cifar_utils.claims import CLAIMS, CONTRADICTED, NOISE, NOT_RUN, SUPPORTED, Best, Claim, Difference, judge
 from cifar_utils.noise import SINGLE_SEED_SD
 from cifar_utils.plots import figure_path, plot_history, plot_study_comparison, plot_test_accuracy_curves, save_figure
-from cifar_utils.results import display_table, results_table, select_records
-from tests.factories import make_record
+from cifar_utils.results import bn_statistics_matter, display_table, results_table, select_records
+from tests.factories import make_record, make_runs
 
 
 def record(experiment, test_acc, seed=0, train_acc=None, epochs=30, batch_size=512, **kwargs):
@@ -129,3 +129,12 @@ def test_figures(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob(".*"))
     with pytest.raises(ValueError):
         plot_history([])
+
+
+def test_re_estimated_statistics_are_judged_against_the_plain_view_they_were_measured_on():
+    runs = make_runs(21, [90.0, 90.2], bn_reestimated_test_acc=85.1)
+    for record in runs:  # the recipe's views add 5 points; re-estimating adds nothing
+        record.single_view_test_acc = 85.0
+    assert not bn_statistics_matter(runs)
+    older = make_runs(21, [90.0, 90.2], bn_reestimated_test_acc=85.1)  # made before the plain view was kept
+    assert bn_statistics_matter(older)  # then the figure was measured with the views: 5 points apart

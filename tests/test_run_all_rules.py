@@ -406,3 +406,13 @@ def test_ctrl_c_while_notebooks_run_ends_them_and_is_one_line(tmp_path, monkeypa
     out = capsys.readouterr()
     assert "Traceback" not in out.out + out.err and "KeyboardInterrupt" not in out.out + out.err
     assert out.out.strip().splitlines()[-1].startswith("run_all: interrupted during the notebooks (01_")
+
+
+def test_a_chapter_made_in_bfloat16_is_not_reported_as_a_float32_one():
+    _settings_note = report._settings_note
+    base = {"epochs": 2, "speed": {"steps_per_execution": 1, "precision": "float32"}, "log_every": 1}
+    faster = {**base, "speed": {"steps_per_execution": 8, "precision": "float32"}, "log_every": 5}
+    assert _settings_note(base, faster) is None  # the same numbers, only sooner
+    assert _settings_note({**base, "speed": None}, base) is None  # None is the float32 default
+    mixed = {**base, "speed": {"steps_per_execution": 1, "precision": "mixed_bfloat16"}}
+    assert _settings_note(base, mixed) == "made with other settings: precision 'float32' (now 'mixed_bfloat16')"

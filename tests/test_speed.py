@@ -1,5 +1,7 @@
-"""Speed settings: each lever leaves the computation alone, on every backend it claims to."""
+"""Speed settings: each lever leaves the computation alone, on every backend it claims to; the
+one that does not (bfloat16 precision) names its runs."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -14,7 +16,8 @@ import pytest
 from cifar_utils import Speed, build_model, load_cifar10, run_experiment
 from cifar_utils.plots import plot_history
 from cifar_utils.run_all import parse_args
-from cifar_utils.runs.identity import evaluation_epochs, find_finished
+from cifar_utils.runs.identity import evaluation_epochs, find_finished, plan_run
+from cifar_utils.speed import add_speed_arguments, speed_flags, speed_from_arguments
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,7 @@ def test_speed_accepts_dicts_and_names_bad_values():
     with pytest.raises(ValueError, match=r"unknown speed setting\(s\) \['mixed_precision'\]"):
         Speed.coerce({"mixed_precision": True})
     for bad in ({"steps_per_execution": 0}, {"eval_batch_size": -1}, {"jit_compile": "yes"},
-                {"data_on_device": 1}, {"steps_per_execution": 2.0}):
+                {"data_on_device": 1}, {"steps_per_execution": 2.0}, {"precision": "float16"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             Speed.coerce(bad)
     with pytest.raises(TypeError, match="speed must be"):
@@ -162,6 +165,25 @@ def test_bench_script_measures_and_projects(tmp_path):
     assert "projected wall time of 300 epochs" in done.stdout
 
 
+@pytest.mark.slow
+def test_precision_bench_times_both_precisions_in_pairs(tmp_path):
+    out = tmp_path / "precision.json"
+    command = [sys.executable, "bench/precision.py", "--data", "sample", "--experiments", "1", "--images", "128",
+               "--epochs", "3", "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert row["experiment"] == 1 and result["images"] == 128 and "features" in result["cpu_details"]
+    for precision in ("float32", "mixed_bfloat16"):
+        assert len(row[f"{precision}_epoch_seconds"]) == 3  # one compiling epoch, then two timed pairs
+    low, high = row["speed_up_range"]
+    assert 0 < low <= row["speed_up"] <= high
+    # Same images, order and initial weights: bfloat16 ends near the float32 loss (raw pixels, exp 1)
+    assert abs(row["float32_final_loss"] - row["mixed_bfloat16_final_loss"]) < 0.05 * row["float32_final_loss"]
+
+
 def test_full_report_banner_names_evaluation_and_speed_settings():
     from cifar_utils.report import _banner
 
@@ -207,3 +229,45 @@ def test_headline_bench_times_each_seed_in_its_own_process(tmp_path):
     assert summary["seeds"] == [0, 1] and summary["goal_met"] is False  # one epoch on 300 images
     assert summary["test_acc_mean"] == pytest.approx(sum(r["test_acc"] for r in result["runs"]) / 2)
     assert "| 21. Airbench-style network [epochs=1] | 2 |" in done.stdout
+
+
+def test_bfloat16_names_its_runs_and_float32_names_nothing_new(tiny, tmp_path):
+    plain = plan_run(2, tiny, 0, tmp_path)
+    assert "precision" not in plain.params and plan_run(2, tiny, 0, tmp_path, precision="float32") == plain
+    mixed = plan_run(2, tiny, 0, tmp_path, precision="mixed_bfloat16")
+    assert mixed.params == {**plain.params, "precision": "mixed_bfloat16"} and mixed.run_dir != plain.run_dir
+    with pytest.raises(ValueError, match="precision must be one of"):
+        plan_run(2, tiny, 0, tmp_path, precision="bfloat16")
+    assert Speed(precision="mixed_bfloat16").describe() == "precision=mixed_bfloat16"
+
+
+def test_a_bfloat16_model_computes_in_bfloat16_and_scores_in_float32():
+    model = build_model(21, seed=0, precision="mixed_bfloat16")
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs and {layer.compute_dtype for layer in convs} == {"bfloat16"}
+    assert {v.dtype for v in model.trainable_variables} == {"float32"}  # the weights stay float32
+    logits = model(np.zeros((2, 32, 32, 3), "float32"), training=False)
+    assert model.layers[-1].name == "logits_float32" and keras.ops.convert_to_numpy(logits).dtype == np.float32
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+    assert len(build_model(21, seed=0).layers) == len(model.layers) - 1
+
+
+@pytest.mark.slow
+def test_a_bfloat16_run_is_kept_apart_and_found_by_its_precision(tiny, tmp_path):
+    speed = {"precision": "mixed_bfloat16"}
+    mixed = run_experiment(2, epochs=1, batch_size=64, data=tiny, out_dir=tmp_path, speed=speed)
+    assert mixed.params["precision"] == "mixed_bfloat16" and mixed.speed["precision"] == "mixed_bfloat16"
+    assert 0 <= mixed.test_acc <= 100
+    assert find_finished(2, tiny, 1, 64, out_dir=tmp_path) == []  # never stands in for a float32 run
+    assert find_finished(2, tiny, 1, 64, out_dir=tmp_path, precision="mixed_bfloat16") == [mixed]
+    plain = run_experiment(2, epochs=1, batch_size=64, data=tiny, out_dir=tmp_path)
+    assert plain.run_dir != mixed.run_dir and "precision" not in plain.params
+
+
+def test_the_precision_flag_reaches_the_runs_and_round_trips():
+    assert parse_args(["--precision", "mixed_bfloat16"]).speed["precision"] == "mixed_bfloat16"
+    assert parse_args([]).speed["precision"] == "float32"
+    parser = argparse.ArgumentParser()
+    add_speed_arguments(parser)
+    for speed in (Speed(), Speed(precision="mixed_bfloat16", steps_per_execution=4)):
+        assert speed_from_arguments(parser, parser.parse_args(speed_flags(speed))) == speed

@@ -5,7 +5,8 @@ split it trains and is judged on, its model inputs at the experiment's pixel sca
 when first used: naming a run copies no images), and the run's folder,
 ``<experiment key>-seed<seed>-<hash of the parameters>``. Two runs with the same
 parameters share a folder, so a finished run is found again (``find_finished``) instead of
-retrained; speed settings change no result, so they name nothing. The names
+retrained; speed settings change no result, so they name nothing, except bfloat16
+``precision`` (another computation), which joins the parameters when it is on. The names
 are a contract with every finished run on disk (tests/test_run_identity.py pins them).
 """
 
@@ -25,6 +26,7 @@ import numpy as np
 from ..errors import RunError
 from ..experiments import Experiment, Recipe, get_experiment
 from ..parameters import check_seed
+from ..speed import PRECISIONS
 from .folder import DEFAULT_OUT_DIR, RECORD_FILE
 from .record import RunRecord
 from .splits import fewer_images, train_eval_indices, validation_split
@@ -101,6 +103,7 @@ class RunPlan:
     data: object = field(repr=False)
     kept: np.ndarray | None = field(default=None, repr=False)  # training images trained on (None: all)
     held: np.ndarray | None = field(default=None, repr=False)  # held out for validation (None: no split)
+    precision: str = "float32"  # the dtype policy the model is built with (``speed.PRECISIONS``)
 
     @cached_property
     def _scaled(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -140,13 +143,17 @@ class RunPlan:
 
 
 def plan_run(experiment: int | str | Experiment, data, seed: int = 0, out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
-             epochs: int | None = None, batch_size: int | None = None, eval_every: int = 1) -> RunPlan:
-    """The model inputs, every parameter that changes the result, and the run's folder."""
+             epochs: int | None = None, batch_size: int | None = None, eval_every: int = 1,
+             precision: str = "float32") -> RunPlan:
+    """The model inputs, every parameter that changes the result, and the run's folder.
+    ``precision`` names the run only when it is not float32, so no earlier name changes."""
     exp = get_experiment(experiment)
     recipe = effective_recipe(exp, epochs, batch_size)
     seed = check_seed("seed", seed)  # before the run's folder exists: keras.utils.set_random_seed would fail in it
     if not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     (_, y_train), (x_test, _) = data
     kept = held = None
     if recipe.validation:
@@ -162,20 +169,23 @@ def plan_run(experiment: int | str | Experiment, data, seed: int = 0, out_dir: s
         "validation_size": 0 if held is None else len(held), "test_size": len(x_test),
         "data_fingerprint": data_fingerprint(data),
     }
+    if precision != "float32":
+        params["precision"] = precision
     params = json.loads(json.dumps(params))  # as it will read back from disk (lists, not tuples)
     run_dir = Path(out_dir) / f"{exp.key}-seed{seed}-{params_hash(params)}"
     return RunPlan(exp, recipe, seed, params, run_dir, getattr(data, "source", "arrays"), eval_every, data, kept,
-                   held)
+                   held, precision)
 
 
 def find_finished(experiment: int | str | Experiment, data, epochs: int | None = None,
                   batch_size: int | None = None, seeds: Sequence[int] = (0,),
-                  out_dir: str | os.PathLike = DEFAULT_OUT_DIR, eval_every: int = 1) -> list[RunRecord]:
+                  out_dir: str | os.PathLike = DEFAULT_OUT_DIR, eval_every: int = 1,
+                  precision: str = "float32") -> list[RunRecord]:
     """The finished, intact runs ``run_experiment`` would reuse for these settings; trains
     nothing and changes nothing (a damaged record is skipped with a warning)."""
     found = []
     for seed in seeds:
-        plan = plan_run(experiment, data, seed, out_dir, epochs, batch_size, eval_every)
+        plan = plan_run(experiment, data, seed, out_dir, epochs, batch_size, eval_every, precision)
         path = plan.run_dir / RECORD_FILE
         if not path.exists():
             continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -20,7 +21,14 @@ from .folder import DEFAULT_OUT_DIR, RECORD_FILE
 
 # Fields added after records were first written, with the value an older record reads as:
 # left out of the JSON at that value, so an older record serialises (and digests) as before.
-LATER_FIELDS = {"source": {}}
+LATER_FIELDS = {"source": {}, "single_view_test_acc": float("nan")}
+
+
+def _same(value, default) -> bool:
+    """``value == default``, NaN equal to NaN (a later float field's "not measured")."""
+    if isinstance(value, float) and isinstance(default, float) and math.isnan(default):
+        return math.isnan(value)
+    return value == default
 
 
 @dataclass(eq=False)
@@ -69,8 +77,13 @@ class RunRecord:
     # "re-estimated" (weight-averaged recipes, whose final model needs them); "" without BN.
     bn_statistics: str = ""
     # Test accuracy with the statistics re-estimated on those training images, no weight
-    # changed: a diagnostic beside ``test_acc``, never instead of it.
+    # changed, on the plain test images (no test-time views): a diagnostic beside
+    # ``single_view_test_acc``, never instead of ``test_acc``.
     bn_reestimated_test_acc: float = float("nan")
+    # The final model's test accuracy on the plain images alone: ``test_acc`` for recipes
+    # without test-time views, so the views' share of a score shows. NaN in records made
+    # before it was kept (and a diverged run's).
+    single_view_test_acc: float = float("nan")
     # The code that made the record (``source.source_identity``): package version, git
     # commit (None outside a checkout) and whether the work tree had uncommitted changes.
     # Empty in records made before it was kept.
@@ -92,7 +105,7 @@ class RunRecord:
     __hash__ = None
 
     def to_json(self) -> str:
-        data = {k: v for k, v in asdict(self).items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+        data = {k: v for k, v in asdict(self).items() if k not in LATER_FIELDS or not _same(v, LATER_FIELDS[k])}
         return json.dumps(data, indent=1)
 
     def digest(self) -> str:

@@ -30,7 +30,7 @@ from ..experiments import Experiment, get_experiment
 from ..final_model import batch_norm_layers, reestimate_batch_norm, restore_batch_norm
 from ..models import build_model, compile_model, prepare_model
 from ..parameters import check_seeds
-from ..recipes import evaluate_views, predict_views, scores, steps_per_epoch
+from ..recipes import evaluate_views, predict_each_view, scores, steps_per_epoch
 from ..speed import Speed
 from ..storage import write_atomic
 from . import progress
@@ -73,7 +73,7 @@ def run_experiment(experiment: int | str | Experiment, epochs: int | None = None
     instead of after each: the curves get fewer points and "best accuracy" is the best of
     those, so it names the run when it is not 1.
     ``speed`` (a ``Speed`` or a dict of its fields) changes how fast a run goes, not what it
-    computes, so it does not name the run.
+    computes, so it does not name the run; its bfloat16 ``precision`` does.
     """
     exp = get_experiment(experiment)
     speed = Speed.coerce(speed)
@@ -85,7 +85,7 @@ def run_experiment(experiment: int | str | Experiment, epochs: int | None = None
         return [run_experiment(exp, epochs=epochs, batch_size=batch_size, seed=s, data=data, out_dir=out_dir,
                                force=force, log_every=log_every, checkpoint_seconds=checkpoint_seconds,
                                eval_every=eval_every, speed=speed, callbacks=callbacks) for s in seeds]
-    plan = plan_run(exp, data, seed, out_dir, epochs, batch_size, eval_every)
+    plan = plan_run(exp, data, seed, out_dir, epochs, batch_size, eval_every, speed.precision)
     with run_lock(plan.run_dir, plan.label):
         clean_leftovers(plan.run_dir)
         if force:
@@ -115,8 +115,8 @@ def _train(plan: RunPlan, speed: Speed, log_every: int | None, checkpoint_second
         model.optimizer.finalize_variable_values(model.trainable_variables)
     history = read_history(run_dir / HISTORY_FILE)
     _finalize_statistics(plan, model, history)
-    probabilities = predict_views(model, plan.test[0], recipe.tta, recipe.batch_size)
-    record = _make_record(plan, model, history, speed, probabilities)
+    probabilities, plain = predict_each_view(model, plan.test[0], recipe.tta, recipe.batch_size)
+    record = _make_record(plan, model, history, speed, (probabilities, plain))
     save_weights(model, run_dir / WEIGHTS_FILE)
     if record.status == "completed":
         write_predictions(run_dir, probabilities, *plan.test)
@@ -130,7 +130,7 @@ def _compiled_model(plan: RunPlan, speed: Speed) -> tuple[keras.Model, int, Spee
     """A fresh compiled model for the plan; returns it, the batch size ``fit`` gets (larger
     when JAX fuses steps) and the speed settings in effect (a backend may fall back)."""
     recipe = plan.recipe
-    model = build_model(plan.experiment, seed=plan.seed)
+    model = build_model(plan.experiment, seed=plan.seed, precision=plan.precision)
     prepare_model(model, plan.train[0])
     compile_steps, fit_batch = backend.prepare_steps(model, speed.steps_per_execution, recipe.batch_size)
     jit_compile = backend.usable_jit_compile(speed.jit_compile)
@@ -169,9 +169,11 @@ def _model_at_last_checkpoint(plan: RunPlan, speed: Speed) -> tuple[keras.Model,
 
 
 def _make_record(plan: RunPlan, model: keras.Model, history: pd.DataFrame, speed: Speed,
-                 test_probabilities: np.ndarray | None = None) -> RunRecord:
-    """The record of a finished run; ``test_probabilities`` (the final model's, with the
-    recipe's test-time augmentation) are computed here when not given."""
+                 test_probabilities: tuple[np.ndarray, np.ndarray] | None = None) -> RunRecord:
+    """The record of a finished run; ``test_probabilities`` (the final model's with the
+    recipe's test-time views, and its plain view's: ``predict_each_view``) are computed
+    here when not given. Nothing is predicted twice: the last epoch's validation score is
+    the final model's unless a weight average replaced the weights after it."""
     recipe, run_dir = plan.recipe, plan.run_dir
     if history.empty:
         raise RunError(f"{run_dir / HISTORY_FILE}: training produced no history")
@@ -185,16 +187,21 @@ def _make_record(plan: RunPlan, model: keras.Model, history: pd.DataFrame, speed
     seconds = history["epoch_seconds"]
     per_epoch = float(seconds.iloc[1:].median() if len(seconds) > 1 else seconds.iloc[0])
     final_eval = bool(recipe.validation or recipe.tta != "none" or recipe.ema)
+    on_test = plan.evaluated_on == "test"
+    val_acc = single_view = float("nan")
     if final_eval and not diverged:
         if test_probabilities is None:
-            test_probabilities = predict_views(model, plan.test[0], recipe.tta, recipe.batch_size)
-        test_loss, test_acc = scores(test_probabilities, plan.test[1])
-        val_acc = evaluate_views(model, *plan.evaluation, "none", recipe.batch_size)[1]
+            test_probabilities = predict_each_view(model, plan.test[0], recipe.tta, recipe.batch_size)
+        test_loss, test_acc = scores(test_probabilities[0], plan.test[1])
+        single_view = scores(test_probabilities[1], plan.test[1])[1]
+        if not on_test:
+            last_val = float(last["val_accuracy"])
+            val_acc = (last_val if math.isfinite(last_val) and not recipe.ema
+                       else evaluate_views(model, *plan.evaluation, "none", recipe.batch_size)[1])
     else:
         test_loss, test_acc = float(last["val_loss"]), float(last["val_accuracy"])
-        val_acc = test_acc
-    on_test = plan.evaluated_on == "test"
-    final = _final_model_figures(plan, model, diverged, test_acc)
+        single_view = val_acc = test_acc
+    final = _final_model_figures(plan, model, diverged, single_view)
     return RunRecord(
         experiment=plan.experiment.number, name=plan.experiment.name, seed=plan.seed,
         status="diverged" if diverged else "completed", epochs_completed=len(history),
@@ -206,14 +213,17 @@ def _make_record(plan: RunPlan, model: keras.Model, history: pd.DataFrame, speed
         versions=backend.versions(), params=plan.params, speed=speed.as_dict(),
         history={k: [float(v) for v in history[k]] for k in history.columns}, run_dir=str(run_dir),
         variant=plan.experiment.variant, evaluated_on=plan.evaluated_on,
-        val_acc=float("nan") if on_test else 100 * val_acc,
+        val_acc=float("nan") if on_test else 100 * val_acc, single_view_test_acc=100 * single_view,
         best_val_acc=float("nan") if on_test else 100 * float(evaluated.iloc[best]), source=source_identity(),
         **final)
 
 
-def _final_model_figures(plan: RunPlan, model: keras.Model, diverged: bool, test_acc: float) -> dict:
+def _final_model_figures(plan: RunPlan, model: keras.Model, diverged: bool, single_view: float) -> dict:
     """The record's inference-mode training figures and, for batch-norm models, the test
-    accuracy with re-estimated statistics (see ``final_model``); NaN for a diverged run."""
+    accuracy with re-estimated statistics (see ``final_model``), on the plain view like
+    ``single_view`` (the final model's plain-view test accuracy, in [0, 1]): the comparison
+    needs no test-time views, which would cost as much again as the recipe's own
+    prediction. NaN for a diverged run."""
     nan = float("nan")
     has_bn = bool(batch_norm_layers(model))
     figures = {"train_eval_acc": nan, "train_eval_loss": nan, "train_eval_images": 0, "bn_reestimated_test_acc": nan,
@@ -224,11 +234,11 @@ def _final_model_figures(plan: RunPlan, model: keras.Model, diverged: bool, test
     loss, accuracy = evaluate_views(model, images, labels, recipe.tta, recipe.batch_size)
     figures.update(train_eval_acc=100 * accuracy, train_eval_loss=loss, train_eval_images=len(images))
     if has_bn and recipe.ema:
-        figures["bn_reestimated_test_acc"] = 100 * test_acc  # the final model already is
+        figures["bn_reestimated_test_acc"] = 100 * single_view  # the final model already is
     elif has_bn:
         old = reestimate_batch_norm(model, images)
         try:
-            figures["bn_reestimated_test_acc"] = 100 * evaluate_views(model, *plan.test, recipe.tta,
+            figures["bn_reestimated_test_acc"] = 100 * evaluate_views(model, *plan.test, "none",
                                                                       recipe.batch_size)[1]
         finally:
             restore_batch_norm(model, old)
@@ -271,14 +281,15 @@ def _rebuild_record(plan: RunPlan) -> RunRecord | None:
     finished = len(history) == plan.recipe.epochs or (len(history) and not np.isfinite(history["loss"].iloc[-1]))
     if not weights.exists() or not finished:
         return None
-    model = _compiled_model(plan, Speed())[0]
+    speed = Speed(precision=plan.precision)
+    model = _compiled_model(plan, speed)[0]
     try:
         model.optimizer.build(model.trainable_variables)
         model.load_weights(weights)
     except (OSError, ValueError, KeyError) as error:
         warnings.warn(f"{weights}: damaged final weights ({error})", stacklevel=3)
         return None
-    return _make_record(plan, model, history, Speed())
+    return _make_record(plan, model, history, speed)
 
 
 def load_trained_model(record: RunRecord) -> keras.Model:
@@ -287,7 +298,7 @@ def load_trained_model(record: RunRecord) -> keras.Model:
     if record.variant:
         raise ValueError(f"{record.run_dir}: a variant run; rebuild it from its experiment's vary(...)")
     weights = Path(record.run_dir) / WEIGHTS_FILE
-    model = build_model(exp, seed=record.seed)
+    model = build_model(exp, seed=record.seed, precision=record.params.get("precision", "float32"))
     try:
         model.load_weights(weights)
     except (OSError, ValueError, KeyError) as error:
