@@ -37,6 +37,7 @@ from .results import display_table, results_table
 from .runs.identity import effective_recipe, find_finished
 from .runs.record import RunRecord
 from .runs.reference import ReferenceRuns, load_reference
+from .runs.settings import RunSettings
 from .runs.splits import class_sizes, splits_problem, validation_split
 from .runs.train import run_experiment
 from .speed import Speed
@@ -122,6 +123,8 @@ class Chapter:
         self.epochs, self.batch_size, self.seeds = sizes["epochs"], sizes["batch_size"], given["seeds"]
         self.data_source, self.subset, self.log_every = sizes["data_source"], sizes["subset"], given["log_every"]
         self.eval_every, self.speed, self.train = given["eval_every"], given["speed"], train
+        # what names this chapter's runs; each experiment's are ``course.run_settings`` of it
+        self.settings = RunSettings.from_speed(self.speed, self.epochs, self.batch_size, self.eval_every)
         self.run_token, self.exercises = run_token, exercises
         self.out_dir = Path(output_folder(out_dir))
         self.runs_dir, self.figures_dir = self.out_dir / "runs", self.out_dir / "figures"
@@ -207,7 +210,8 @@ class Chapter:
         """The experiment's recipe as this chapter trains it (its epochs and batch size at
         these settings), its steps per epoch and its training images (after a validation split)."""
         exp = get_experiment(number)
-        recipe = effective_recipe(exp, *run_settings(exp, self.epochs, self.batch_size, every_recipe=self.every_recipe))
+        settings = run_settings(exp, self.settings, every_recipe=self.every_recipe)
+        recipe = effective_recipe(exp, settings.epochs, settings.batch_size)
         labels = self.data[0][1]
         images = len(validation_split(labels, recipe.validation)[0]) if recipe.validation else len(labels)
         images = min(images, recipe.train_images or images)
@@ -231,17 +235,16 @@ class Chapter:
         whose batch size is what it varies ignores the chapter's batch size."""
         exp = get_experiment(experiment)
         seeds = self.seeds if seeds is None else check_seeds("seeds", seeds)
-        epochs, batch_size = run_settings(exp, self.epochs, self.batch_size, keep_batch_size, self.every_recipe)
+        settings = run_settings(exp, self.settings, keep_batch_size, self.every_recipe)
         if self.from_reference:
             found = [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
         elif self.train:
-            self._say_cost(exp, epochs, batch_size, seeds)
-            found = run_experiment(exp, epochs=epochs, batch_size=batch_size, data=self.data,
+            self._say_cost(exp, settings, seeds)
+            found = run_experiment(exp, epochs=settings.epochs, batch_size=settings.batch_size, data=self.data,
                                    out_dir=self.runs_dir, seeds=seeds, log_every=self.log_every,
-                                   eval_every=self.eval_every, speed=self.speed)
+                                   eval_every=settings.eval_every, speed=self.speed)
         else:
-            found = find_finished(exp, self.data, epochs, batch_size, seeds, self.runs_dir, self.eval_every,
-                                  self.speed.precision)
+            found = find_finished(exp, self.data, settings, seeds, self.runs_dir)
         self.shown.update({Path(r.run_dir).name: r.digest() for r in found})
         return found
 
@@ -273,10 +276,10 @@ class Chapter:
         show(shown)
         return records
 
-    def _say_cost(self, exp: Experiment, epochs: int | None, batch_size: int | None, seeds: list[int]) -> None:
+    def _say_cost(self, exp: Experiment, settings: RunSettings, seeds: list[int]) -> None:
         """Before a cell trains: how many runs it will train and what they cost on a CPU."""
-        finished = {r.seed for r in find_finished(exp, self.data, epochs, batch_size, seeds, self.runs_dir,
-                                                  self.eval_every, self.speed.precision)}
+        finished = {r.seed for r in find_finished(exp, self.data, settings, seeds, self.runs_dir)}
+        epochs = settings.epochs
         todo = [s for s in seeds if s not in finished]
         if not todo:
             return
@@ -298,9 +301,8 @@ class Chapter:
         if self.from_reference:
             found = [r for r in self.reference.of(exp.number, exp.variant) if r.seed in seeds]
         else:
-            epochs, batch_size = run_settings(exp, self.epochs, self.batch_size, every_recipe=self.every_recipe)
-            found = find_finished(exp, self.data, epochs, batch_size, seeds, self.runs_dir, self.eval_every,
-                                  self.speed.precision)
+            settings = run_settings(exp, self.settings, every_recipe=self.every_recipe)
+            found = find_finished(exp, self.data, settings, seeds, self.runs_dir)
         self.shown.update({Path(r.run_dir).name: r.digest() for r in found})
         if found:
             self.records[number] = found
@@ -363,7 +365,8 @@ class Chapter:
         """Before an exercise trains: its runs and their cost by the cost table (a model of
         the reader's own is not in it)."""
         out = self.out_dir / "exercises"
-        todo = [(exp, len(seeds) - len(find_finished(exp, data, epochs, batch_size, seeds, out)))
+        settings = RunSettings(epochs, batch_size)  # an exercise's runs: evaluated each epoch, float32
+        todo = [(exp, len(seeds) - len(find_finished(exp, data, settings, seeds, out)))
                 for exp in experiments]
         todo = [(exp, runs) for exp, runs in todo if runs]
         if not todo:
@@ -396,9 +399,8 @@ class Chapter:
                 self._spread_runs = [r for n in FACTORIAL.values() for r in self.reference.of(n) if r.seed in seeds]
             else:
                 self._spread_runs = [r for n in FACTORIAL.values() for r in find_finished(
-                    n, self.data, *run_settings(get_experiment(n), self.epochs, self.batch_size,
-                                                every_recipe=self.every_recipe), seeds, self.runs_dir,
-                    self.eval_every, self.speed.precision)]
+                    n, self.data, run_settings(get_experiment(n), self.settings, every_recipe=self.every_recipe),
+                    seeds, self.runs_dir)]
         return self._spread_runs
 
     # --- verdicts --------------------------------------------------------------------------

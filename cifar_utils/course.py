@@ -8,13 +8,14 @@ which runs a chapter shows. Chapter 6's sweeps are defined in ``beyond``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .beyond import chapter6_runs
 from .experiments import Experiment, chapter_experiments, get_experiment
 from .parameters import READ, REFERENCE, RUNS_MODES, TRAIN, ParameterError, check_parameters, check_path, check_runs
 from .profiles import CHAPTER6_PROFILES, profile_settings
+from .runs.settings import RunSettings
 
 SUMMARY = "05_summary"
 # What a chapter notebook's parameters mean (README and --help repeat it).
@@ -42,18 +43,20 @@ def chapter6_settings(profile: str | None, given: dict) -> dict:
     return {key: defaults[key] if given.get(key) is None else given[key] for key in defaults}
 
 
-def run_settings(experiment: Experiment, epochs: int | None, batch_size: int | None,
-                 keep_batch_size: bool = False, every_recipe: bool = False) -> tuple[int | None, int | None]:
-    """The (epochs, batch size) overrides one run gets: a profile's or the reader's apply
+def run_settings(experiment: Experiment, settings: RunSettings, keep_batch_size: bool = False,
+                 every_recipe: bool = False) -> RunSettings:
+    """The settings one run of ``experiment`` gets from a chapter's (the summary's, the
+    driver's) ``settings``: their epochs and batch size, a profile's or the reader's, apply
     to experiments trained with the study's recipe; a recipe of the course's own keeps its
     length and batch (its schedule and learning rate belong to them) unless
     ``every_recipe`` (the quick profile's smoke test shortens everything), and a sweep point
     whose batch size is the thing varied keeps it. A sweep of the study's recipe (the dropout
-    sweep) takes the batch size but keeps its own length."""
-    batch = None if keep_batch_size else batch_size
+    sweep) takes the batch size but keeps its own length. ``eval_every`` and ``precision``
+    apply to every run."""
+    batch = None if keep_batch_size else settings.batch_size
     if experiment.study_recipe or every_recipe:
-        return epochs, batch
-    return (None, batch) if experiment.study_sweep else (None, None)
+        return replace(settings, batch_size=batch)
+    return replace(settings, epochs=None, batch_size=batch if experiment.study_sweep else None)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ from .summary import SUMMARY_MARKER
 
 TEMPLATES = Path(__file__).with_name("templates")
 # Parameters that change how a chapter runs or prints, never its numbers; of ``speed``, its
-# bfloat16 ``precision`` does change them (``speed.py``), so ``_numbers_settings`` keeps it.
+# bfloat16 ``precision`` does change them (``speed.py``), so ``_numbers_settings`` keeps it
+# (the same split as ``runs.settings.RunSettings``, the settings that name a run).
 PRESENTATION_ONLY = {"run_token", "log_every", "speed", "out_dir"}
 
 

@@ -45,6 +45,7 @@ from .runs.pool import STALL_SECONDS, RunTask, gpu_ids, run_pool  # noqa: E402
 from .runs.progress import is_run_line, progress_text  # noqa: E402
 from .runs.reference import ReferenceRuns, load_reference  # noqa: E402
 from .runs.reference_progress import ReferenceProgress, progress_of, progress_sentence  # noqa: E402
+from .runs.settings import RunSettings  # noqa: E402
 from .runs.source import source_identity  # noqa: E402
 from .speed import Speed, add_speed_arguments, speed_from_arguments  # noqa: E402
 from .storage import write_atomic  # noqa: E402
@@ -327,14 +328,15 @@ def chapter6_parameters(args: argparse.Namespace) -> dict:
 def training_tasks(args: argparse.Namespace, notebooks: list[Path]) -> list[RunTask]:
     """Every distinct run the chosen chapters need (a run two chapters share, once)."""
     tasks: dict[str, RunTask] = {}
+    settings = RunSettings.from_speed(args.speed, args.epochs, args.batch_size, args.eval_every)
     for notebook in notebooks:
         for run in needed_runs(notebook.stem, notebook_parameters(args, notebook)):
             exp = run.experiment
             variant = variant_changes(exp) if exp.variant else {}
-            epochs, batch_size = run_settings(exp, args.epochs, args.batch_size, run.keep_batch_size,
-                                              every_recipe=PROFILES.get(args.profile, {}).get("every_recipe", False))
-            task = RunTask(exp.number, run.seed, str(args.out / "runs"), args.data, args.subset, epochs,
-                           batch_size, args.eval_every, variant,
+            own = run_settings(exp, settings, run.keep_batch_size,
+                               every_recipe=PROFILES.get(args.profile, {}).get("every_recipe", False))
+            task = RunTask(exp.number, run.seed, str(args.out / "runs"), args.data, args.subset, own.epochs,
+                           own.batch_size, own.eval_every, variant,
                            exp.variant or None, args.speed, args.log_every, args.force)
             tasks.setdefault(f"{exp.key}-{run.seed}", task)
     return list(tasks.values())

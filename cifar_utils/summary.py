@@ -43,6 +43,7 @@ from .runs.identity import find_finished
 from .runs.predictions import load_predictions
 from .runs.record import RunRecord, scan_records
 from .runs.reference import load_reference
+from .runs.settings import RunSettings
 from .speed import Speed
 from .storage import write_atomic
 
@@ -68,6 +69,8 @@ class Summary:
         self.figures_dir = self.out_dir / "figures"
         self.run_token, self.figures = run_token, []
         self.epochs, self.batch_size, self.seeds, self.eval_every = epochs, batch_size, given["seeds"], eval_every
+        # what names the chapters' runs this reads; each experiment's are ``course.run_settings`` of it
+        self.settings = RunSettings.from_speed(given["speed"], epochs, batch_size, eval_every)
         self.reference = load_reference(reference) if reference and not trains else None
         small_subset = chapter6_settings(profile, {})["small_subset"]
         self.small = small_label(small_subset)  # the setting chapter 6's factorial is judged at
@@ -81,8 +84,8 @@ class Summary:
             wanted = [*experiments.EXPERIMENTS, *(factorial_experiment(n, small_subset) for n in FACTORIAL.values()
                                                if small_subset)]
             self.records = [r for exp in wanted for r in find_finished(
-                exp, data, *run_settings(exp, epochs, batch_size, every_recipe=sizes["every_recipe"]), self.seeds,
-                self.out_dir / "runs", eval_every, given["speed"].precision)]
+                exp, data, run_settings(exp, self.settings, every_recipe=sizes["every_recipe"]), self.seeds,
+                self.out_dir / "runs")]
             everything, self.problems = scan_records(self.out_dir / "runs")
             chosen = {Path(r.run_dir).name for r in self.records}
             self.sweep_runs = sum(1 for r in everything if r.variant)

@@ -61,8 +61,8 @@ def test_the_chapters_schedule_uses_the_steps_its_runs_train(tmp_path):
     for number in (20, 21):
         recipe, steps, images = chapter.trained_recipe(number)
         exp = get_experiment(number)
-        plan = plan_run(exp, chapter.data, 0, tmp_path, *run_settings(exp, chapter.epochs, chapter.batch_size,
-                                                                    every_recipe=chapter.every_recipe))
+        plan = plan_run(exp, chapter.data, 0, tmp_path, run_settings(exp, chapter.settings,
+                                                                   every_recipe=chapter.every_recipe))
         assert recipe == plan.recipe and images == len(plan.train[0])
         assert steps == steps_per_epoch(len(plan.train[0]), plan.recipe.batch_size)
 

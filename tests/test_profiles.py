@@ -11,6 +11,7 @@ from cifar_utils import run_all as driver
 from cifar_utils.chapter import Chapter
 from cifar_utils.course import chapter6_settings, run_settings
 from cifar_utils.profiles import PROFILES, profile_settings
+from cifar_utils.runs.settings import RunSettings
 from tests.conftest import make_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,17 +38,18 @@ def test_bad_profiles_are_refused_by_name(argv, message, capsys):
 
 
 def test_a_profile_shortens_the_study_recipe_and_leaves_the_course_recipes_alone():
-    assert run_settings(get_experiment(9), 15, 64) == (15, 64)
-    assert run_settings(get_experiment(17), 15, 64) == (15, 64)  # the study's augmentation is its recipe too
-    assert run_settings(get_experiment(20), 15, 64) == (None, None)  # modern recipe: its 30 epochs, batch 256
-    assert run_settings(get_experiment(21), 15, 64) == (None, None)
-    assert run_settings(get_experiment(9).vary(dropout=0.5), 15, 64) == (15, 64)  # a spec change keeps the recipe
+    profile = RunSettings(15, 64)
+    assert run_settings(get_experiment(9), profile) == profile
+    assert run_settings(get_experiment(17), profile) == profile  # the study's augmentation is its recipe too
+    assert run_settings(get_experiment(20), profile) == RunSettings()  # modern recipe: its 30 epochs, batch 256
+    assert run_settings(get_experiment(21), profile) == RunSettings()
+    assert run_settings(get_experiment(9).vary(dropout=0.5), profile) == profile  # a spec change keeps the recipe
     grid = get_experiment(9).vary(learning_rate=3e-3, batch_size=128, epochs=10, validation=0.1)
-    assert run_settings(grid, 15, 64, keep_batch_size=True) == (None, None)
+    assert run_settings(grid, profile, keep_batch_size=True) == RunSettings()
     dropout_sweep = get_experiment(9).vary(dropout=0.5, epochs=10, validation=0.1)
-    assert run_settings(dropout_sweep, 15, 64) == (None, 64)  # its own length, the profile's batch
-    assert run_settings(get_experiment(9), 15, 64, keep_batch_size=True) == (15, None)
-    assert run_settings(get_experiment(21), 2, None, every_recipe=True) == (2, None)  # quick: a smoke test
+    assert run_settings(dropout_sweep, profile) == RunSettings(None, 64)  # its own length, the profile's batch
+    assert run_settings(get_experiment(9), profile, keep_batch_size=True) == RunSettings(15)
+    assert run_settings(get_experiment(21), RunSettings(2), every_recipe=True) == RunSettings(2)  # quick: a smoke test
 
 
 def test_quick_shortens_every_recipe():
@@ -98,17 +100,19 @@ def test_the_small_setting_trains_on_fewer_images_and_leaves_registry_runs_named
     from cifar_utils.runs.identity import plan_run
 
     data = load_cifar10("sample", subset=300)
-    plain, small = plan_run(6, data, epochs=2), plan_run(factorial_experiment(6, 200), data, epochs=2)
+    two = RunSettings(epochs=2)
+    plain, small = plan_run(6, data, settings=two), plan_run(factorial_experiment(6, 200), data, settings=two)
     assert "train_images" not in plain.params["recipe"] and small.params["recipe"]["train_images"] == 200
     assert len(plain.train[0]) == 300 and len(small.train[0]) == 200 and len(small.test[0]) == 60
     assert (small.train[1].argmax(axis=1) == np.arange(10)[:, None]).sum(axis=1).tolist() == [20] * 10
-    assert plan_run(factorial_experiment(6, 200), data, seed=1, epochs=2).train[1].tolist() == small.train[1].tolist()
+    again = plan_run(factorial_experiment(6, 200), data, seed=1, settings=two)
+    assert again.train[1].tolist() == small.train[1].tolist()
     assert small.run_dir.name.startswith("exp06-train-images200-seed0-")
     assert plain.run_dir.name.startswith("exp06-seed0")
     assert factorial_experiment(6, 10_000).study_recipe  # the study's recipe, on fewer images
     assert cpu_seconds(factorial_experiment(6, 10_000), 30, 10_000) < cpu_seconds(factorial_experiment(6), 30, 50_000)
     with pytest.raises(ValueError, match="train_images=400: needs between 100 .ten a class. and the 300"):
-        plan_run(factorial_experiment(6, 400), data, epochs=2)
+        plan_run(factorial_experiment(6, 400), data, settings=RunSettings(epochs=2))
 
 
 def test_chapter_parameters_take_the_profile_where_none():

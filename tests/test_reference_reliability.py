@@ -24,6 +24,7 @@ from cifar_utils.report import build_report, chapter_status, merged_notebook
 from cifar_utils.runs.identity import data_fingerprint, plan_run
 from cifar_utils.runs.predictions import load_predictions
 from cifar_utils.runs.reference import export_reference, load_reference, merged_profile
+from cifar_utils.runs.settings import RunSettings
 from tests.factories import make_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def other_data():
 def fake_run(runs_dir, experiment, data, seed=0, epochs=None, batch_size=None, eval_every=1, test_acc=50.0):
     """A finished run folder as ``run_experiment`` leaves it (record, history, predictions),
     with the parameters it would have; nothing trained."""
-    plan = plan_run(experiment, data, seed, runs_dir, epochs, batch_size, eval_every)
+    plan = plan_run(experiment, data, seed, runs_dir, RunSettings(epochs, batch_size, eval_every))
     history = {"epoch": [1], "loss": [1.0], "accuracy": [0.5], "val_loss": [1.2], "val_accuracy": [test_acc / 100],
                "epoch_seconds": [1.0]}
     record = make_record(plan.experiment.number, test_acc, seed, name=plan.experiment.name,

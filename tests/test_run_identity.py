@@ -17,6 +17,7 @@ import pytest
 from cifar_utils.beyond import factorial_experiment, grid_experiments
 from cifar_utils.experiments import get_experiment
 from cifar_utils.runs.identity import plan_run
+from cifar_utils.runs.settings import RunSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = os.environ.get("CIFAR10_SOURCE")  # read at import: each test runs without it
@@ -43,14 +44,14 @@ def _synthetic_data():
 @pytest.mark.parametrize(("case", "name"), PINNED, ids=[name for _, name in PINNED])
 def test_registry_runs_keep_their_folder_names(case, name):
     number, seed, epochs, batch_size = case
-    plan = plan_run(number, _synthetic_data(), seed=seed, epochs=epochs, batch_size=batch_size, out_dir="x")
+    plan = plan_run(number, _synthetic_data(), seed=seed, settings=RunSettings(epochs, batch_size), out_dir="x")
     assert plan.run_dir.name == name
 
 
 def test_variant_runs_keep_their_folder_names():
     data = _synthetic_data()
     small_cell = plan_run(factorial_experiment(3, 200), data, seed=1, out_dir="x")
-    varied = plan_run(get_experiment(9).vary(learning_rate=0.003), data, epochs=2, out_dir="x")
+    varied = plan_run(get_experiment(9).vary(learning_rate=0.003), data, settings=RunSettings(epochs=2), out_dir="x")
     grid_point = plan_run(grid_experiments([1e-3], [128], 2)[0], data, out_dir="x")
     assert small_cell.run_dir.name == "exp03-train-images200-seed1-3ee184f4"
     assert varied.run_dir.name == "exp09-learning-rate0.003-seed0-cc807d23"
@@ -78,10 +79,11 @@ def test_reference_runs_are_found_again_from_the_data():
     data = load_cifar10(SOURCE)
     for run_dir in REFERENCE_RUNS:
         params = json.loads((run_dir / "record.json").read_text())["params"]
-        if params["data_fingerprint"] != plan_run(1, data, epochs=1, out_dir="x").params["data_fingerprint"]:
+        ours = plan_run(1, data, settings=RunSettings(epochs=1), out_dir="x").params["data_fingerprint"]
+        if params["data_fingerprint"] != ours:
             pytest.skip("CIFAR10_SOURCE is not the data the reference was made on")
-        plan = plan_run(params["experiment"], data, seed=params["seed"], epochs=params["epochs"],
-                        batch_size=params["batch_size"], eval_every=params["eval_every"], out_dir="x")
+        plan = plan_run(params["experiment"], data, seed=params["seed"], out_dir="x",
+                        settings=RunSettings(params["epochs"], params["batch_size"], params["eval_every"]))
         assert plan.run_dir.name == run_dir.name
 
 

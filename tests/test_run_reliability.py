@@ -25,6 +25,7 @@ from cifar_utils.errors import RunError, RunLockTimeout, RunStorageError
 from cifar_utils.runs import identity, lock
 from cifar_utils.runs.history import HISTORY_COLUMNS, read_history
 from cifar_utils.runs.record import RunRecord
+from cifar_utils.runs.settings import RunSettings
 from tests.callbacks import Crash
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +151,7 @@ def _hold(run_dir: Path, label: str, release: threading.Event, touch_every: floa
 
 def test_a_waiter_names_an_owner_that_makes_no_progress_and_gives_up(tiny, tmp_path, monkeypatch, capsys):
     # On 41e0ce3 a second invocation waited forever on a run whose owner was stopped (SIGSTOP).
-    run_dir = identity.plan_run(2, tiny, 0, tmp_path, 1, 64).run_dir
+    run_dir = identity.plan_run(2, tiny, 0, tmp_path, RunSettings(1, 64)).run_dir
     release = threading.Event()
     thread = _hold(run_dir, "exp 2 seed 0", release)
     monkeypatch.setenv("CIFAR_UTILS_LOCK_WAIT", "1.5")

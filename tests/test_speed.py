@@ -17,6 +17,7 @@ from cifar_utils import Speed, build_model, load_cifar10, run_experiment
 from cifar_utils.plots import plot_history
 from cifar_utils.run_all import parse_args
 from cifar_utils.runs.identity import evaluation_epochs, find_finished, plan_run
+from cifar_utils.runs.settings import RunSettings
 from cifar_utils.speed import add_speed_arguments, speed_flags, speed_from_arguments
 
 
@@ -110,7 +111,7 @@ def test_eval_every_thins_the_test_curve_and_names_the_run(tiny, tmp_path):
     assert every.test_acc == pytest.approx(100 * val[3]) and every.params["eval_every"] == 3
     each = run_experiment(2, epochs=4, batch_size=64, data=tiny, out_dir=tmp_path)
     assert each.run_dir != every.run_dir and each.params["eval_every"] == 1
-    (found,) = find_finished(2, tiny, epochs=4, batch_size=64, out_dir=tmp_path, eval_every=3)
+    (found,) = find_finished(2, tiny, RunSettings(4, 64, eval_every=3), out_dir=tmp_path)
     assert found.run_dir == every.run_dir
     figure = plot_history(every)
     test_line = [line for line in figure.axes[1].lines if line.get_label() == "test"][0]
@@ -233,11 +234,11 @@ def test_headline_bench_times_each_seed_in_its_own_process(tmp_path):
 
 def test_bfloat16_names_its_runs_and_float32_names_nothing_new(tiny, tmp_path):
     plain = plan_run(2, tiny, 0, tmp_path)
-    assert "precision" not in plain.params and plan_run(2, tiny, 0, tmp_path, precision="float32") == plain
-    mixed = plan_run(2, tiny, 0, tmp_path, precision="mixed_bfloat16")
+    assert "precision" not in plain.params and plan_run(2, tiny, 0, tmp_path, RunSettings(precision="float32")) == plain
+    mixed = plan_run(2, tiny, 0, tmp_path, RunSettings(precision="mixed_bfloat16"))
     assert mixed.params == {**plain.params, "precision": "mixed_bfloat16"} and mixed.run_dir != plain.run_dir
     with pytest.raises(ValueError, match="precision must be one of"):
-        plan_run(2, tiny, 0, tmp_path, precision="bfloat16")
+        plan_run(2, tiny, 0, tmp_path, RunSettings(precision="bfloat16"))
     assert Speed(precision="mixed_bfloat16").describe() == "precision=mixed_bfloat16"
 
 
@@ -258,8 +259,8 @@ def test_a_bfloat16_run_is_kept_apart_and_found_by_its_precision(tiny, tmp_path)
     mixed = run_experiment(2, epochs=1, batch_size=64, data=tiny, out_dir=tmp_path, speed=speed)
     assert mixed.params["precision"] == "mixed_bfloat16" and mixed.speed["precision"] == "mixed_bfloat16"
     assert 0 <= mixed.test_acc <= 100
-    assert find_finished(2, tiny, 1, 64, out_dir=tmp_path) == []  # never stands in for a float32 run
-    assert find_finished(2, tiny, 1, 64, out_dir=tmp_path, precision="mixed_bfloat16") == [mixed]
+    assert find_finished(2, tiny, RunSettings(1, 64), out_dir=tmp_path) == []  # never stands in for a float32 run
+    assert find_finished(2, tiny, RunSettings(1, 64, precision="mixed_bfloat16"), out_dir=tmp_path) == [mixed]
     plain = run_experiment(2, epochs=1, batch_size=64, data=tiny, out_dir=tmp_path)
     assert plain.run_dir != mixed.run_dir and "precision" not in plain.params
 

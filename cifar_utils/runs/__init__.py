@@ -13,6 +13,7 @@ here, never the other way round (tests/test_layers.py checks both).
     record       ``RunRecord``, and finding records on disk
     predictions  the final model's test predictions, kept beside the record
     splits       which images a run trains and is judged on
+    settings     ``RunSettings``: the settings that name a run beside its experiment, data and seed
     identity     what names a run: ``plan_run``, ``find_finished``
     source       which code made a record
     progress     a run's progress lines, marked for a pool's driver

@@ -475,14 +475,14 @@ def _force_once(task: RunTask, token: str) -> Path:
     """``--force`` empties a run folder once per invocation (``token``), then trains as
     usual: a retry after a dead worker resumes the forced run instead of starting it over,
     and never retrains one the first attempt finished. Returns the marker it leaves."""
-    from ..speed import Speed
     from .folder import clear
     from .identity import plan_run
     from .lock import run_lock
     from .pool import task_data
+    from .settings import RunSettings
 
-    plan = plan_run(task.experiment_object(), task_data(task), task.seed, task.out_dir, task.epochs,
-                    task.batch_size, task.eval_every, Speed.coerce(task.speed).precision)
+    settings = RunSettings.from_speed(task.speed, task.epochs, task.batch_size, task.eval_every)
+    plan = plan_run(task.experiment_object(), task_data(task), task.seed, task.out_dir, settings)
     marker = plan.run_dir / f".forced-{token}"
     with run_lock(plan.run_dir, plan.label):
         if not marker.exists():

@@ -6,7 +6,9 @@ when first used: naming a run copies no images), and the run's folder,
 ``<experiment key>-seed<seed>-<hash of the parameters>``. Two runs with the same
 parameters share a folder, so a finished run is found again (``find_finished``) instead of
 retrained; speed settings change no result, so they name nothing, except bfloat16
-``precision`` (another computation), which joins the parameters when it is on. The names
+``precision`` (another computation), which joins the parameters when it is on. The settings
+that name a run beside its experiment, data and seed travel together as a ``RunSettings``
+(``settings``). The names
 are a contract with every finished run on disk (tests/test_run_identity.py pins them).
 """
 
@@ -26,9 +28,9 @@ import numpy as np
 from ..errors import RunError
 from ..experiments import Experiment, Recipe, get_experiment
 from ..parameters import check_seed
-from ..speed import PRECISIONS
 from .folder import DEFAULT_OUT_DIR, RECORD_FILE
 from .record import RunRecord
+from .settings import DEFAULT_SETTINGS, RunSettings, check_override
 from .splits import fewer_images, train_eval_indices, validation_split
 
 # Recipe fields added after runs were first named, with their defaults: left out of a run's
@@ -69,9 +71,7 @@ def recipe_identity(recipe: Recipe) -> dict:
 
 def effective_recipe(exp: Experiment, epochs: int | None = None, batch_size: int | None = None) -> Recipe:
     """The experiment's recipe with the run's overrides (``--quick`` trains 2 epochs)."""
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if value is not None and (not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"{name} must be a positive integer or None (the recipe's), got {value!r}")
+    epochs, batch_size = check_override("epochs", epochs), check_override("batch_size", batch_size)
     return replace(exp.recipe, epochs=int(epochs or exp.recipe.epochs),
                    batch_size=int(batch_size or exp.recipe.batch_size))
 
@@ -99,11 +99,19 @@ class RunPlan:
     params: dict
     run_dir: Path
     source: str
-    eval_every: int
+    settings: RunSettings  # what named the run beside its experiment, data and seed
     data: object = field(repr=False)
     kept: np.ndarray | None = field(default=None, repr=False)  # training images trained on (None: all)
     held: np.ndarray | None = field(default=None, repr=False)  # held out for validation (None: no split)
-    precision: str = "float32"  # the dtype policy the model is built with (``speed.PRECISIONS``)
+
+    @property
+    def eval_every(self) -> int:
+        return self.settings.eval_every
+
+    @property
+    def precision(self) -> str:
+        """The dtype policy the model is built with (``speed.PRECISIONS``)."""
+        return self.settings.precision
 
     @cached_property
     def _scaled(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -143,17 +151,15 @@ class RunPlan:
 
 
 def plan_run(experiment: int | str | Experiment, data, seed: int = 0, out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
-             epochs: int | None = None, batch_size: int | None = None, eval_every: int = 1,
-             precision: str = "float32") -> RunPlan:
+             settings: RunSettings = DEFAULT_SETTINGS) -> RunPlan:
     """The model inputs, every parameter that changes the result, and the run's folder.
-    ``precision`` names the run only when it is not float32, so no earlier name changes."""
+    ``settings`` adds its entries (``RunSettings.identity_entries``): its precision names the
+    run only when it is not float32, so no earlier name changes."""
+    if not isinstance(settings, RunSettings):
+        raise TypeError(f"settings must be a RunSettings, got {settings!r}")
     exp = get_experiment(experiment)
-    recipe = effective_recipe(exp, epochs, batch_size)
+    recipe = effective_recipe(exp, settings.epochs, settings.batch_size)
     seed = check_seed("seed", seed)  # before the run's folder exists: keras.utils.set_random_seed would fail in it
-    if not isinstance(eval_every, int) or eval_every < 1:
-        raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     (_, y_train), (x_test, _) = data
     kept = held = None
     if recipe.validation:
@@ -165,27 +171,22 @@ def plan_run(experiment: int | str | Experiment, data, seed: int = 0, out_dir: s
     params = {
         "experiment": exp.number, "variant": exp.variant, "spec": spec, "normalize": exp.normalize,
         "recipe": recipe_identity(recipe), "epochs": recipe.epochs, "batch_size": recipe.batch_size, "seed": seed,
-        "eval_every": eval_every, "train_size": len(y_train) if kept is None else len(kept),
+        **settings.identity_entries(), "train_size": len(y_train) if kept is None else len(kept),
         "validation_size": 0 if held is None else len(held), "test_size": len(x_test),
         "data_fingerprint": data_fingerprint(data),
     }
-    if precision != "float32":
-        params["precision"] = precision
     params = json.loads(json.dumps(params))  # as it will read back from disk (lists, not tuples)
     run_dir = Path(out_dir) / f"{exp.key}-seed{seed}-{params_hash(params)}"
-    return RunPlan(exp, recipe, seed, params, run_dir, getattr(data, "source", "arrays"), eval_every, data, kept,
-                   held, precision)
+    return RunPlan(exp, recipe, seed, params, run_dir, getattr(data, "source", "arrays"), settings, data, kept, held)
 
 
-def find_finished(experiment: int | str | Experiment, data, epochs: int | None = None,
-                  batch_size: int | None = None, seeds: Sequence[int] = (0,),
-                  out_dir: str | os.PathLike = DEFAULT_OUT_DIR, eval_every: int = 1,
-                  precision: str = "float32") -> list[RunRecord]:
+def find_finished(experiment: int | str | Experiment, data, settings: RunSettings = DEFAULT_SETTINGS,
+                  seeds: Sequence[int] = (0,), out_dir: str | os.PathLike = DEFAULT_OUT_DIR) -> list[RunRecord]:
     """The finished, intact runs ``run_experiment`` would reuse for these settings; trains
     nothing and changes nothing (a damaged record is skipped with a warning)."""
     found = []
     for seed in seeds:
-        plan = plan_run(experiment, data, seed, out_dir, epochs, batch_size, eval_every, precision)
+        plan = plan_run(experiment, data, seed, out_dir, settings)
         path = plan.run_dir / RECORD_FILE
         if not path.exists():
             continue

@@ -49,10 +49,11 @@ from .folder import (
     set_aside,
 )
 from .history import read_history, truncate_history
-from .identity import RunPlan, effective_recipe, evaluation_epochs, plan_run
+from .identity import RunPlan, evaluation_epochs, plan_run
 from .lock import run_lock
 from .predictions import write_predictions
 from .record import RunRecord
+from .settings import RunSettings
 from .source import source_identity
 
 
@@ -77,7 +78,7 @@ def run_experiment(experiment: int | str | Experiment, epochs: int | None = None
     """
     exp = get_experiment(experiment)
     speed = Speed.coerce(speed)
-    effective_recipe(exp, epochs, batch_size)  # refuse bad values before loading anything
+    settings = RunSettings.from_speed(speed, epochs, batch_size, eval_every)  # refused before loading anything
     seeds = None if seeds is None else check_seeds("seeds", seeds)
     if data is None:
         data = load_cifar10(normalize=exp.normalize)
@@ -85,7 +86,7 @@ def run_experiment(experiment: int | str | Experiment, epochs: int | None = None
         return [run_experiment(exp, epochs=epochs, batch_size=batch_size, seed=s, data=data, out_dir=out_dir,
                                force=force, log_every=log_every, checkpoint_seconds=checkpoint_seconds,
                                eval_every=eval_every, speed=speed, callbacks=callbacks) for s in seeds]
-    plan = plan_run(exp, data, seed, out_dir, epochs, batch_size, eval_every, speed.precision)
+    plan = plan_run(exp, data, seed, out_dir, settings)
     with run_lock(plan.run_dir, plan.label):
         clean_leftovers(plan.run_dir)
         if force:
