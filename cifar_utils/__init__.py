@@ -6,6 +6,15 @@ The chapter notebooks import this package; see README.md for the tour. The face 
 when first used, so reading records, planning runs or driving a pool never loads Keras.
 Where Keras is first imported, TensorFlow starts quietly and a Keras that is not Keras 3
 is refused by name (``quiet.quiet_keras_start``).
+
+Where a figure lives says what it is made from:
+
+- from finished runs (records, histories, saved predictions): ``plots``, and for chapter
+  6's factorial and sweeps ``beyond``, beside the analysis whose numbers they draw;
+- before or without training the study's runs (seconds on a CPU, the same in every
+  profile): ``illustrations`` for chapters 1-4's techniques, ``ingredients`` for chapter
+  6's recipe ingredients. Each computes its numbers in one function and plots them in
+  another, so a chapter's sentences and its figure share their numbers.
 """
 
 from __future__ import annotations
