@@ -13,7 +13,10 @@ with two initialisers, measured 72 and 39 s an epoch), and CPUs differ by up to 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .runs.settings import RunSettings
 
 MEASURED_ON = "2 cores of an AMD EPYC, TensorFlow 2.21.0, float32, 2026-12-01"
 FULL_TRAIN = 50_000
@@ -36,7 +39,7 @@ class Task(Protocol):
     experiment: int
     data_source: str | None
     subset: int | None
-    epochs: int | None
+    settings: RunSettings
 
     def experiment_object(self): ...
 
@@ -69,7 +72,7 @@ def cpu_run_seconds(task: Task) -> float:
     """``cpu_seconds`` of a ``runs.pool.RunTask``."""
     images = task.subset or (SAMPLE_TRAIN if task.data_source == "sample" else FULL_TRAIN)
     exp = task.experiment_object()
-    return cpu_seconds(exp, task.epochs, min(images, exp.recipe.train_images or images))
+    return cpu_seconds(exp, task.settings.epochs, min(images, exp.recipe.train_images or images))
 
 
 def duration(seconds: float) -> str:

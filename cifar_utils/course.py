@@ -16,13 +16,30 @@ from .experiments import Experiment, chapter_experiments, get_experiment
 from .parameters import READ, REFERENCE, RUNS_MODES, TRAIN, ParameterError, check_parameters, check_path, check_runs
 from .profiles import CHAPTER6_PROFILES, profile_settings
 from .runs.settings import RunSettings
+from .speed import Speed
 
 SUMMARY = "05_summary"
 # What a chapter notebook's parameters mean (README and --help repeat it).
 CHAPTER_PARAMETERS = ("profile", "epochs", "batch_size", "seeds", "data_source", "subset", "out_dir", "experiments",
                       "log_every", "eval_every", "speed", "runs", "run_token", "exercises")
+# Of those, the ones that change how a chapter runs or prints, never its numbers; of
+# ``speed``, its ``precision`` does change them, so ``numbers_settings`` keeps it (the same
+# split as ``runs.settings.RunSettings``, the settings that name a run).
+PRESENTATION_PARAMETERS = ("run_token", "log_every", "speed", "out_dir")
 # The course's reference, seen from the notebooks' folder (where a chapter runs, in Colab too).
 DEFAULT_REFERENCE = Path("..") / "results" / "reference"
+
+
+def numbers_settings(parameters: dict) -> dict:
+    """The parameters a chapter ran with that decide its numbers: all but the presentation
+    ones, with ``speed`` reduced to its precision. Two executions whose numbers settings are
+    equal show the same runs, so the report may keep an earlier one."""
+    kept = {k: v for k, v in parameters.items() if k not in PRESENTATION_PARAMETERS}
+    try:
+        kept["precision"] = Speed.coerce(parameters.get("speed")).precision
+    except (TypeError, ValueError):  # an old or hand-edited notebook's speed: compare it as given
+        kept["precision"] = repr(parameters.get("speed"))
+    return kept
 
 
 def with_profile(profile: str | None, **given) -> dict:

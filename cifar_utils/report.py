@@ -33,7 +33,7 @@ import nbformat
 import pandas as pd
 
 from .chapter import evaluation_phrase, results_marker
-from .course import SUMMARY, chapter_number
+from .course import SUMMARY, chapter_number, numbers_settings
 from .errors import ReportFolderError, RunError
 from .folders import read_manifest, report_folder_problem, shown_path, write_manifest
 from .runs.folder import RECORD_FILE
@@ -43,10 +43,6 @@ from .storage import ensure_space, is_disk_full, storage_error
 from .summary import SUMMARY_MARKER
 
 TEMPLATES = Path(__file__).with_name("templates")
-# Parameters that change how a chapter runs or prints, never its numbers; of ``speed``, its
-# bfloat16 ``precision`` does change them (``speed.py``), so ``_numbers_settings`` keeps it
-# (the same split as ``runs.settings.RunSettings``, the settings that name a run).
-PRESENTATION_ONLY = {"run_token", "log_every", "speed", "out_dir"}
 
 
 @dataclass
@@ -60,13 +56,6 @@ class ChapterStatus:
 def marker_path(out_dir: Path, stem: str) -> Path:
     name = SUMMARY_MARKER if stem == SUMMARY else results_marker(chapter_number(stem))
     return out_dir / "results" / name
-
-
-def _numbers_settings(parameters: dict) -> dict:
-    kept = {k: v for k, v in parameters.items() if k not in PRESENTATION_ONLY}
-    speed = parameters.get("speed") or {}
-    kept["precision"] = speed.get("precision", "float32") if isinstance(speed, dict) else "float32"
-    return kept
 
 
 def chapter_status(path: Path, out_dir: Path, profile: dict) -> ChapterStatus:
@@ -113,7 +102,7 @@ def _other_data_note(marker: dict, profile: dict) -> str | None:
 
 
 def _settings_note(ran_with: dict, expected: dict) -> str | None:
-    then, now = _numbers_settings(ran_with), _numbers_settings(expected)
+    then, now = numbers_settings(ran_with), numbers_settings(expected)
     if then == now:
         return None
     differing = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))

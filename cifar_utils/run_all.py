@@ -335,8 +335,7 @@ def training_tasks(args: argparse.Namespace, notebooks: list[Path]) -> list[RunT
             variant = variant_changes(exp) if exp.variant else {}
             own = run_settings(exp, settings, run.keep_batch_size,
                                every_recipe=PROFILES.get(args.profile, {}).get("every_recipe", False))
-            task = RunTask(exp.number, run.seed, str(args.out / "runs"), args.data, args.subset, own.epochs,
-                           own.batch_size, own.eval_every, variant,
+            task = RunTask(exp.number, run.seed, str(args.out / "runs"), args.data, args.subset, own, variant,
                            exp.variant or None, args.speed, args.log_every, args.force)
             tasks.setdefault(f"{exp.key}-{run.seed}", task)
     return list(tasks.values())

@@ -120,7 +120,7 @@ def test_run_all_trains_the_chapter6_tasks_it_trained_before(profile):
     args = driver.parse_args(ARGV[profile])
     tasks = driver.training_tasks(args, driver.chapters(ROOT / "notebooks", ["06"]))
     words = [f"{t.experiment}{'[' + t.variant_label.replace(' ', '') + ']' if t.variant_label else ''}:{t.seed}:"
-             f"{t.epochs}:{t.batch_size}" for t in tasks]
+             f"{t.settings.epochs}:{t.settings.batch_size}" for t in tasks]
     assert words == TASKS[profile].split()
     summary = driver.notebook_parameters(args, ROOT / "notebooks" / "05_summary.ipynb")
     assert summary["seeds"] == SUMMARY_SEEDS[profile]

@@ -28,11 +28,12 @@ from cifar_utils.runs.cluster import (  # noqa: E402
 from cifar_utils.runs.history import read_history  # noqa: E402
 from cifar_utils.runs.pool import RunTask  # noqa: E402
 from cifar_utils.runs.record import RunRecord  # noqa: E402
+from cifar_utils.runs.settings import RunSettings  # noqa: E402
 from tests.fake_attempts import attempts, gone  # noqa: E402
 
 
 def task(out, experiment=2, seed=0, **kwargs):
-    return RunTask(experiment, seed, str(out), data_source="sample", subset=200, epochs=1, batch_size=64, **kwargs)
+    return RunTask(experiment, seed, str(out), data_source="sample", subset=200, settings=RunSettings(1, 64), **kwargs)
 
 
 def records(out: Path) -> dict[str, RunRecord]:
@@ -64,9 +65,9 @@ def _is_descendant(pid: int, ancestor: int) -> bool:
 def test_a_local_cluster_trains_every_run_names_a_failure_and_survives_a_killed_worker(tmp_path):
     """One cluster for both checks: every worker start imports TensorFlow, the slow part here."""
     epochs = 10
-    slow = RunTask(2, 5, str(tmp_path), data_source="sample", subset=200, epochs=epochs, batch_size=16,
+    slow = RunTask(2, 5, str(tmp_path), data_source="sample", subset=200, settings=RunSettings(epochs, 16),
                    log_every=5, checkpoint_seconds=0)  # a checkpoint after every epoch
-    missing = RunTask(2, 0, str(tmp_path), data_source=str(tmp_path / "missing.npz"), epochs=1)
+    missing = RunTask(2, 0, str(tmp_path), data_source=str(tmp_path / "missing.npz"), settings=RunSettings(1))
     tasks = [task(tmp_path, 2, 0), missing, slow, task(tmp_path, 2, 1)]
     lines, killed, first_seen = [], [], {}
     done = threading.Event()
@@ -131,7 +132,8 @@ def test_workers_started_by_the_worker_command_train_for_a_remote_scheduler(tmp_
                                         "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
         lines = []
         out = tmp_path / "runs"
-        tasks = [task(out, 2, 0), RunTask(2, 0, str(out), data_source=str(tmp_path / "missing.npz"), epochs=1)]
+        missing = RunTask(2, 0, str(out), data_source=str(tmp_path / "missing.npz"), settings=RunSettings(1))
+        tasks = [task(out, 2, 0), missing]
         result = run_on_cluster(tasks, address, say=lines.append)
         text = "\n".join(lines)
         assert [t.label for t in result.finished] == ["exp 2 seed 0"], text

@@ -11,6 +11,7 @@ from cifar_utils import EXPERIMENTS
 from cifar_utils import run_all as driver
 from cifar_utils.costs import CPU_AFTER_SECONDS, CPU_EPOCH_SECONDS, cpu_run_seconds, priced_as
 from cifar_utils.runs.pool import RunTask
+from cifar_utils.runs.settings import RunSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,8 +29,10 @@ def test_every_experiment_has_a_cost_measured_or_priced_by_its_network():
 
 def test_a_runs_estimate_scales_with_its_epochs_and_images():
     def task(**kw):
-        fields = dict(experiment=6, seed=0, out_dir="o", data_source=None, subset=None, epochs=30, batch_size=None,
-                      eval_every=1, variant={}, variant_label=None, speed=None, log_every=None, force=False)
+        epochs = kw.pop("epochs", 30)
+        fields = dict(experiment=6, seed=0, out_dir="o", data_source=None, subset=None,
+                      settings=RunSettings(epochs), variant={}, variant_label=None, speed=None, log_every=None,
+                      force=False)
         return RunTask(**{**fields, **kw})
 
     full = cpu_run_seconds(task())

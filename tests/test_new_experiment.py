@@ -75,7 +75,7 @@ def test_run_all_trains_and_prices_the_new_line(monkeypatch):
     add_line(monkeypatch)
     tasks = driver.training_tasks(quick, driver.chapters(ROOT / "notebooks", []))
     new = [t for t in tasks if t.experiment == 22]
-    assert [(t.seed, t.epochs, t.batch_size, t.variant_label) for t in new] == [(0, 2, None, None)]
+    assert [(t.seed, t.settings.epochs, t.settings.batch_size, t.variant_label) for t in new] == [(0, 2, None, None)]
     assert [t for t in tasks if t.experiment != 22] == before
     # Not measured by the cost table yet: priced as the costliest CNN measured; the same
     # network as a measured experiment would be priced as that one.

@@ -17,15 +17,17 @@ from cifar_utils.runs import pool
 from cifar_utils.runs.pool import STALL_SECONDS, RunTask, heartbeat, run_order, run_pool, train_task, worker_environment
 from cifar_utils.runs.progress import MARK
 from cifar_utils.runs.record import RunRecord
+from cifar_utils.runs.settings import RunSettings
 from tests.fake_attempts import attempts, gone
 
 
 def task(out, experiment=2, seed=0, **kwargs):
-    return RunTask(experiment, seed, str(out), data_source="sample", subset=200, epochs=1, batch_size=64, **kwargs)
+    return RunTask(experiment, seed, str(out), data_source="sample", subset=200, settings=RunSettings(1, 64), **kwargs)
 
 
 def test_one_worker_starts_the_shortest_run_first_several_the_longest():
-    tasks = [RunTask(n, 0, "out", epochs=30) for n in (15, 2, 8)]  # about 44, 10 and 36 minutes on the table
+    # about 44, 10 and 36 minutes on the table
+    tasks = [RunTask(n, 0, "out", settings=RunSettings(30)) for n in (15, 2, 8)]
     assert [t.experiment for t in run_order(tasks, 1)] == [2, 8, 15]
     assert [t.experiment for t in run_order(tasks, 2)] == [15, 8, 2]
 
@@ -35,7 +37,7 @@ def test_pool_trains_every_run_names_a_failure_and_finishes_the_others(tmp_path)
     lines = []
     variant = task(tmp_path, 9, 0, variant={"dropout": 0.5}, variant_label="dropout=0.5")
     tasks = [task(tmp_path, 2, 0), task(tmp_path, 2, 1), variant,
-             RunTask(2, 0, str(tmp_path), data_source=str(tmp_path / "missing.npz"), epochs=1)]
+             RunTask(2, 0, str(tmp_path), data_source=str(tmp_path / "missing.npz"), settings=RunSettings(1))]
     result = run_pool(tasks, jobs=2, say=lines.append, is_progress=driver.is_progress)
     assert sorted(t.label for t in result.finished) == ["exp 2 seed 0", "exp 2 seed 1", "exp 9 [dropout=0.5] seed 0"]
     ((failed, detail),) = result.failed
@@ -72,7 +74,7 @@ def _workers_of(parent: int) -> list[int]:
 @pytest.mark.slow
 def test_a_killed_worker_fails_its_run_only_and_is_replaced(tmp_path):
     lines = []
-    slow = RunTask(2, 5, str(tmp_path), data_source="sample", subset=200, epochs=40, batch_size=16)
+    slow = RunTask(2, 5, str(tmp_path), data_source="sample", subset=200, settings=RunSettings(40, 16))
     quick = [task(tmp_path, 2, 0), task(tmp_path, 2, 1)]
     killed = []
 
@@ -201,7 +203,7 @@ def test_an_interrupted_pool_kills_its_workers_and_says_nothing_more(tmp_path, f
 @pytest.mark.slow
 def test_a_training_worker_beats_while_batches_run(tmp_path):
     beats = []
-    two_epochs = RunTask(2, 0, str(tmp_path), data_source="sample", subset=200, epochs=2, batch_size=64)
+    two_epochs = RunTask(2, 0, str(tmp_path), data_source="sample", subset=200, settings=RunSettings(2, 64))
     train_task(two_epochs, [heartbeat(lambda: beats.append(time.monotonic()), every=0)])
     assert len(beats) > 2 * 4  # every batch of 2 epochs of 200 images at batch 64, and their evaluations
     assert STALL_SECONDS >= 5 * max(CPU_AFTER_SECONDS.values()) and STALL_SECONDS >= 5 * max(

@@ -55,7 +55,7 @@ def test_a_profile_shortens_the_study_recipe_and_leaves_the_course_recipes_alone
 def test_quick_shortens_every_recipe():
     args = driver.parse_args(["--quick"])
     tasks = driver.training_tasks(args, driver.chapters(ROOT / "notebooks", []))
-    assert {t.epochs for t in tasks if not t.variant_label or not t.variant_label.startswith("lr=")} == {2}
+    assert {t.settings.epochs for t in tasks if not t.variant_label or not t.variant_label.startswith("lr=")} == {2}
 
 
 def test_laptop_training_tasks():
@@ -64,13 +64,13 @@ def test_laptop_training_tasks():
     by_key = {(t.experiment, t.variant_label, t.seed): t for t in tasks}
     study_recipe = [e.number for e in EXPERIMENTS if e.study_recipe]  # 1-19; 20 and 21 have recipes of their own
     assert study_recipe[:19] == list(range(1, 20))
-    assert all((by_key[(e.number, None, 0)].epochs, by_key[(e.number, None, 0)].batch_size) ==
+    assert all((by_key[(e.number, None, 0)].settings.epochs, by_key[(e.number, None, 0)].settings.batch_size) ==
                ((10, 64) if e.study_recipe else (None, None)) for e in EXPERIMENTS)
     factorial = {k for k in by_key if k[0] in (6, 7, 8, 9, 11, 12, 13, 18) and k[1] is None}
     assert {seed for _, _, seed in factorial} == {0, 1} and len(factorial) == 16
     sweeps = [t for t in tasks if t.variant_label]
-    assert len(sweeps) == 2 * 2 + 3 and all(t.epochs is None for t in sweeps)
-    assert [t.batch_size for t in sweeps if t.variant_label.startswith("dropout")] == [64, 64, 64]
+    assert len(sweeps) == 2 * 2 + 3 and all(t.settings.epochs is None for t in sweeps)
+    assert [t.settings.batch_size for t in sweeps if t.variant_label.startswith("dropout")] == [64, 64, 64]
     assert len(tasks) == len(EXPERIMENTS) + 8 + 7  # each once, the 8 cells' second seed, 7 sweep points
 
 
@@ -80,15 +80,16 @@ def test_cpu_reference_profile_tasks():
     tasks = driver.training_tasks(args, driver.chapters(ROOT / "notebooks", []))
     by_key = {(t.experiment, t.variant_label, t.seed): t for t in tasks}
     full = [e for e in EXPERIMENTS if e.number != 18]  # 18 is the factorial's own cell: small setting only
-    assert all((by_key[(e.number, None, 0)].epochs, by_key[(e.number, None, 0)].batch_size) ==
+    assert all((by_key[(e.number, None, 0)].settings.epochs, by_key[(e.number, None, 0)].settings.batch_size) ==
                ((30, None) if e.study_recipe else (None, None)) for e in full)
     small = "train_images=10000"
     factorial = {k for k in by_key if k[0] in (6, 7, 8, 9, 11, 12, 13, 18) and k[1] == small}
     assert {seed for _, _, seed in factorial} == {0, 1, 2} and len(factorial) == 24
-    assert all((by_key[k].epochs, by_key[k].batch_size) == (30, None) for k in factorial)
+    assert all((by_key[k].settings.epochs, by_key[k].settings.batch_size) == (30, None) for k in factorial)
     assert {k[2] for k in by_key if k[0] == 21} == {0, 1, 2} and {k[2] for k in by_key if k[0] == 20} == {0}
     sweeps = [t for t in tasks if t.variant_label and t.variant_label != small]
-    assert len(sweeps) == 2 * 2 + 3 and all(t.epochs is None and t.variant_label.endswith(small) for t in sweeps)
+    assert len(sweeps) == 2 * 2 + 3
+    assert all(t.settings.epochs is None and t.variant_label.endswith(small) for t in sweeps)
     assert len(tasks) == len(full) + 2 + 24 + 7  # 21's two more seeds, the small cells, the sweep points
     assert not driver.notebook_parameters(args, ROOT / "notebooks" / "03_techniques.ipynb")["exercises"]
 

@@ -61,7 +61,8 @@ def invocation_runs(runs_dir, data, *argv):
     """Every run one ``./run_all.sh`` invocation with ``argv`` trains, as run folders."""
     args = driver.parse_args([*argv, "--no-report"])
     tasks = driver.training_tasks(args, driver.chapters(ROOT / "notebooks", args.only))
-    return [fake_run(runs_dir, t.experiment_object(), data, t.seed, t.epochs, t.batch_size, t.eval_every)
+    return [fake_run(runs_dir, t.experiment_object(), data, t.seed, t.settings.epochs, t.settings.batch_size,
+                     t.settings.eval_every)
             for t in tasks]
 
 

@@ -102,7 +102,7 @@ def test_training_tasks_cover_every_chapter_once():
     assert {(e.number, None, 0) for e in EXPERIMENTS} <= set(keys)
     assert {(e.number, None, 1) for e in EXPERIMENTS}.isdisjoint(keys)  # quick: one seed everywhere
     grid = [t for t in tasks if t.variant_label and t.variant_label.startswith("lr=")]
-    assert grid and all(t.batch_size is None for t in grid)  # the grid varies the batch size itself
+    assert grid and all(t.settings.batch_size is None for t in grid)  # the grid varies the batch size itself
 
 
 # --- what a report may hold -----------------------------------------------------------------

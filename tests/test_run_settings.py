@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from cifar_utils.runs.identity import plan_run
+from cifar_utils.runs.pool import RunTask
 from cifar_utils.runs.settings import RunSettings
 from cifar_utils.speed import Speed
 from tests.test_run_identity import PINNED, _synthetic_data
@@ -48,3 +49,34 @@ def test_precision_alone_gives_another_folder_and_the_default_the_pinned_one():
     assert plan_run(number, data, seed, "x").run_dir.name == pinned  # the default settings: the recipe's own
     with pytest.raises(TypeError, match="settings must be a RunSettings"):
         plan_run(number, data, seed, "x", 30)  # the old positional epochs
+
+
+def test_a_pool_task_carries_its_settings_whole_through_json():
+    settings = RunSettings(30, 256, 2, "mixed_bfloat16")
+    task = RunTask(21, 3, "runs", "data.npz", 5000, settings, {"lr": 0.01}, "lr=0.01",
+                   {"precision": "mixed_bfloat16"}, log_every=5)
+    back = RunTask.from_json(task.to_json())
+    assert back == task and back.settings == settings and type(back.settings) is RunSettings
+    assert RunTask(2, 0, "runs").settings == RunSettings()  # the recipe's own, float32
+    with pytest.raises(ValueError, match="exp 2 seed 0: speed's precision 'mixed_bfloat16' is not the settings'"):
+        RunTask(2, 0, "runs", speed={"precision": "mixed_bfloat16"})  # the folder would not say bfloat16
+    with pytest.raises(TypeError, match="settings must be a RunSettings"):
+        RunTask(2, 0, "runs", None, None, 30)  # the old positional epochs
+
+
+def test_the_report_compares_chapters_by_what_names_their_runs():
+    """One split of a chapter's parameters: the presentation ones are chapter parameters,
+    and every field that names a run survives ``numbers_settings``, speed as its precision."""
+    from dataclasses import fields
+
+    from cifar_utils.course import CHAPTER_PARAMETERS, PRESENTATION_PARAMETERS, numbers_settings
+
+    assert set(PRESENTATION_PARAMETERS) < set(CHAPTER_PARAMETERS)
+    given = {name: None for name in CHAPTER_PARAMETERS} | {"epochs": 3, "speed": {"precision": "mixed_bfloat16"}}
+    kept = numbers_settings(given)
+    assert {f.name for f in fields(RunSettings)} <= set(kept)
+    assert not set(kept) & set(PRESENTATION_PARAMETERS)
+    assert kept["precision"] == "mixed_bfloat16" and kept["epochs"] == 3
+    fast = numbers_settings(given | {"speed": {"jit_compile": True}, "log_every": 5, "run_token": "x"})
+    assert fast == kept | {"precision": "float32"}  # other speed levers and printing change no number
+    assert numbers_settings(given | {"speed": "bad"})["precision"] == "'bad'"  # compared as given, no crash

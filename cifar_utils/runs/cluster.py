@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import logging
 import os
 import pickle
@@ -451,7 +450,7 @@ def _train_on_worker(task_json: str, topic: str, key: str, token: str, echo: boo
 
     from .pool import heartbeat, train_task
 
-    task = RunTask(**json.loads(task_json))
+    task = RunTask.from_json(task_json)
     worker = get_worker()
     out = _LineForwarder(worker, topic, key, sys.__stdout__ if echo else None)
     err = _LineForwarder(worker, topic, key, sys.__stderr__ if echo else None)
@@ -479,10 +478,8 @@ def _force_once(task: RunTask, token: str) -> Path:
     from .identity import plan_run
     from .lock import run_lock
     from .pool import task_data
-    from .settings import RunSettings
 
-    settings = RunSettings.from_speed(task.speed, task.epochs, task.batch_size, task.eval_every)
-    plan = plan_run(task.experiment_object(), task_data(task), task.seed, task.out_dir, settings)
+    plan = plan_run(task.experiment_object(), task_data(task), task.seed, task.out_dir, task.settings)
     marker = plan.run_dir / f".forced-{token}"
     with run_lock(plan.run_dir, plan.label):
         if not marker.exists():

@@ -43,7 +43,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from ..speed import Speed
 from .progress import MARK_ENV, clock, progress_text
+from .settings import DEFAULT_SETTINGS, RunSettings
 
 if TYPE_CHECKING:
     from ..data import CifarData
@@ -68,15 +70,23 @@ class RunTask:
     out_dir: str  # the runs folder
     data_source: str | None = None
     subset: int | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    eval_every: int = 1
+    settings: RunSettings = DEFAULT_SETTINGS  # what names the run beside the rest (``course.run_settings``)
     variant: dict = field(default_factory=dict)  # Experiment.vary(**variant) for a sweep point
     variant_label: str | None = None
     speed: dict | None = None
     log_every: int | None = None
     force: bool = False
     checkpoint_seconds: float | None = None  # None: run_experiment's default (30 s)
+
+    def __post_init__(self):
+        if isinstance(self.settings, dict):  # read back from ``to_json``
+            object.__setattr__(self, "settings", RunSettings(**self.settings))
+        if not isinstance(self.settings, RunSettings):
+            raise TypeError(f"{self.label}: settings must be a RunSettings, got {self.settings!r}")
+        precision = Speed.coerce(self.speed).precision
+        if precision != self.settings.precision:
+            raise ValueError(f"{self.label}: speed's precision {precision!r} is not the settings' "
+                             f"{self.settings.precision!r}, which name the run")
 
     @property
     def label(self) -> str:
@@ -98,6 +108,11 @@ class RunTask:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunTask:
+        """The task ``to_json`` wrote (a worker's stdin line, a cluster task)."""
+        return cls(**json.loads(text))
 
 
 def gpu_ids() -> list[str]:
@@ -371,9 +386,10 @@ def train_task(task: RunTask, callbacks: Iterable = ()) -> RunRecord:
     from .train import run_experiment
 
     extra = {} if task.checkpoint_seconds is None else {"checkpoint_seconds": task.checkpoint_seconds}
-    return run_experiment(task.experiment_object(), epochs=task.epochs, batch_size=task.batch_size,
+    own = task.settings
+    return run_experiment(task.experiment_object(), epochs=own.epochs, batch_size=own.batch_size,
                           seed=task.seed, data=task_data(task), out_dir=task.out_dir, force=task.force,
-                          log_every=task.log_every, eval_every=task.eval_every, speed=task.speed,
+                          log_every=task.log_every, eval_every=own.eval_every, speed=task.speed,
                           callbacks=list(callbacks), **extra)
 
 
@@ -412,7 +428,7 @@ def _serve_stdin() -> None:
     for line in sys.stdin:
         if not line.strip():
             continue
-        task = RunTask(**json.loads(line))
+        task = RunTask.from_json(line)
         try:
             record = train_task(task, [beat])
             answer = {"ok": True, "detail": f"{record.status}, test acc {record.test_acc:.2f} %"}
