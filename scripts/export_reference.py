@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from cifar_utils.costs import cpu_run_seconds  # noqa: E402
 from cifar_utils.errors import ReferenceFolderError  # noqa: E402
-from cifar_utils.run_all import reference_progress  # noqa: E402
+from cifar_utils.run_profile import reference_progress  # noqa: E402
 from cifar_utils.runs.reference import export_reference, load_reference  # noqa: E402
 from cifar_utils.runs.reference_progress import progress_sentence  # noqa: E402
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, installed or not
 
 from cifar_utils.experiments import STUDY_EXPERIMENTS, get_experiment  # noqa: E402
 from cifar_utils.results import format_mean_std, results_table  # noqa: E402
-from cifar_utils.run_all import reference_progress  # noqa: E402
+from cifar_utils.run_profile import reference_progress  # noqa: E402
 from cifar_utils.runs.reference import ReferenceRuns, load_reference  # noqa: E402
 from cifar_utils.runs.reference_progress import progress_sentence  # noqa: E402
 

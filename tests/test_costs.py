@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_utils import EXPERIMENTS
+from cifar_utils import EXPERIMENTS, run_plan
 from cifar_utils import run_all as driver
 from cifar_utils.costs import CPU_AFTER_SECONDS, CPU_EPOCH_SECONDS, cpu_run_seconds, priced_as
 from cifar_utils.runs.pool import RunTask
@@ -45,7 +45,7 @@ def test_a_runs_estimate_scales_with_its_epochs_and_images():
 
 
 def test_the_cpu_profile_warning_uses_the_cost_table(monkeypatch):
-    monkeypatch.setattr(driver, "gpu_ids", lambda: [])
+    monkeypatch.setattr(run_plan, "gpu_ids", lambda: [])
     args = driver.parse_args(["--profile", "cpu", "--data", "x.npz"])
     tasks = driver.training_tasks(args, driver.chapters(ROOT / "notebooks", []))
     hours = sum(cpu_run_seconds(t) for t in tasks) / 3600

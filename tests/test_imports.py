@@ -32,6 +32,7 @@ def loaded_backends(code: str, **env: str) -> list[str]:
     "import cifar_utils.runs.reference",
     "from cifar_utils import RunRecord, load_records",
     "import cifar_utils.run_all",  # it sets the GPU memory settings before any backend loads
+    "import cifar_utils.run_args, cifar_utils.run_plan, cifar_utils.run_profile",  # checked before data loads
     "import " + ", ".join(LIGHT_RUNS),  # the whole runs layer below training
 ])
 def test_no_backend_is_loaded(code):

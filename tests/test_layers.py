@@ -15,8 +15,8 @@ RUNS = sorted((ROOT / "cifar_utils" / "runs").glob("*.py"))
 # its recipe, data, speed settings, storage and errors. Nothing of the course's prose.
 BELOW = {"experiments", "models", "recipes", "data", "speed", "backend", "batches", "augment", "final_model", "folders",
          "costs", "quiet", "errors", "parameters", "storage", "values", "profiles", "custom", "fastnet", "version"}
-COURSE = {"chapter", "summary", "course", "beyond", "claims", "plots", "report", "run_all", "illustrations",
-          "ingredients", "model_code", "recipe_code", "results", "noise", "colab"}
+COURSE = {"chapter", "summary", "course", "beyond", "claims", "plots", "report", "run_all", "run_args", "run_plan",
+          "run_profile", "illustrations", "ingredients", "model_code", "recipe_code", "results", "noise", "colab"}
 BACKENDS = {"keras", "tensorflow", "jax", "torch"}
 KERAS_MODULES = {"train.py", "callbacks.py"}
 

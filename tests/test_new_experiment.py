@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import nbformat
 import pytest
 
-from cifar_utils import experiments
+from cifar_utils import experiments, run_plan
 from cifar_utils import run_all as driver
 from cifar_utils.beyond import own_experiments, own_seeds
 from cifar_utils.chapter import Chapter
@@ -81,7 +81,7 @@ def test_run_all_trains_and_prices_the_new_line(monkeypatch):
     # network as a measured experiment would be priced as that one.
     assert priced_as(new[0].experiment_object()) == 15 and cpu_run_seconds(new[0]) > 0
     assert priced_as(replace(LINE, spec=get_experiment(9).spec)) == 9  # (16 shares it: the first measured)
-    monkeypatch.setattr(driver, "gpu_ids", lambda: [])
+    monkeypatch.setattr(run_plan, "gpu_ids", lambda: [])
     full = driver.parse_args(["--data", "x.npz", "--only", "06"])
     warning = driver.cost_warning(full, driver.training_tasks(full, driver.chapters(ROOT / "notebooks", ["06"])))
     assert "No GPU found: 49 runs of 27 experiments" in warning  # 48 runs of 26 (sweep points apart) and 22

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cifar_utils import load_cifar10, report, run_experiment, storage
+from cifar_utils import load_cifar10, report, run_args, run_experiment, run_plan, run_profile, storage
 from cifar_utils import run_all as driver
 from cifar_utils.errors import RunStorageError
 from cifar_utils.experiments import EXPERIMENTS
@@ -81,7 +81,7 @@ def test_good_arguments_and_profiles():
 
 
 def test_cost_warning_on_a_machine_without_gpu(monkeypatch):
-    monkeypatch.setattr(driver, "gpu_ids", lambda: [])
+    monkeypatch.setattr(run_plan, "gpu_ids", lambda: [])
     full = driver.parse_args(["--data", "x.npz", "--only", "01,02,03,04"])
     notebooks = driver.chapters(ROOT / "notebooks", full.only)
     warning = driver.cost_warning(full, driver.training_tasks(full, notebooks))
@@ -90,7 +90,7 @@ def test_cost_warning_on_a_machine_without_gpu(monkeypatch):
     assert 20 < hours < 100  # the cost table: about 11 minutes per epoch of all 17, 300 epochs
     quick = driver.parse_args(["--quick"])
     assert driver.cost_warning(quick, driver.training_tasks(quick, driver.chapters(ROOT / "notebooks", []))) is None
-    monkeypatch.setattr(driver, "gpu_ids", lambda: ["0"])
+    monkeypatch.setattr(run_plan, "gpu_ids", lambda: ["0"])
     assert driver.cost_warning(full, driver.training_tasks(full, notebooks)) is None
 
 
@@ -233,26 +233,26 @@ def test_a_worker_line_is_shown_when_it_is_a_runs_progress_or_a_failure():
 
 
 def test_jobs_default_to_one_per_gpu_or_two_on_a_cpu(monkeypatch):
-    monkeypatch.setattr(driver, "gpu_ids", lambda: ["0", "1", "2"])
-    assert driver.default_jobs() == 3
-    monkeypatch.setattr(driver, "gpu_ids", lambda: [])
-    monkeypatch.setattr(driver.os, "cpu_count", lambda: 8)
-    assert driver.default_jobs() == 2  # two workers on a CPU: measured faster than one (docs/benchmarks.md)
-    monkeypatch.setattr(driver.os, "cpu_count", lambda: 1)
-    assert driver.default_jobs() == 1
+    monkeypatch.setattr(run_args, "gpu_ids", lambda: ["0", "1", "2"])
+    assert run_args.default_jobs() == 3
+    monkeypatch.setattr(run_args, "gpu_ids", lambda: [])
+    monkeypatch.setattr(run_args.os, "cpu_count", lambda: 8)
+    assert run_args.default_jobs() == 2  # two workers on a CPU: measured faster than one (docs/benchmarks.md)
+    monkeypatch.setattr(run_args.os, "cpu_count", lambda: 1)
+    assert run_args.default_jobs() == 1
     args = driver.parse_args(["--quick", "--jobs", "3", "--out", "/tmp/never-made"])
     assert args.jobs == 3 and args.subset == 500 and args.epochs == 2
 
 
 def test_a_folder_trained_in_pieces_names_each_piece(tmp_path, monkeypatch):
-    monkeypatch.setattr(driver, "data_identity", lambda args: {"data_fingerprint": "abc"})
+    monkeypatch.setattr(run_profile, "data_identity", lambda args: {"data_fingerprint": "abc"})
     args_list = ["--profile", "cpu", "--data", "x.npz", "--out", str(tmp_path / "out"), "--train-only"]
     args = driver.parse_args(args_list)
     notebooks = driver.chapters(ROOT / "notebooks", [])
-    monkeypatch.setattr(driver, "source_identity", lambda: {"package_version": "0.2.0", "commit": "aaa"})
+    monkeypatch.setattr(run_profile, "source_identity", lambda: {"package_version": "0.2.0", "commit": "aaa"})
     first = driver.write_profile(args, notebooks)
     assert driver.write_profile(args, notebooks)["pieces"] == first["pieces"]  # the same invocation once
-    monkeypatch.setattr(driver, "source_identity", lambda: {"package_version": "0.2.0", "commit": "bbb"})
+    monkeypatch.setattr(run_profile, "source_identity", lambda: {"package_version": "0.2.0", "commit": "bbb"})
     second = driver.write_profile(args, notebooks)
     assert [p["commit"] for p in second["pieces"]] == ["aaa", "bbb"]
     chapter_one = driver.write_profile(driver.parse_args([*args_list, "--only", "01"]), driver.chapters(
@@ -326,8 +326,9 @@ def test_a_full_disk_leaves_the_last_report_whole_and_says_so_like_a_run(how, tm
 # --- the cluster argument, the deadline, Ctrl-C --------------------------------------------
 
 def test_a_cluster_without_dask_is_refused_before_anything_loads(monkeypatch, capsys):
-    real = driver.importlib.util.find_spec
-    monkeypatch.setattr(driver.importlib.util, "find_spec", lambda name: None if name == "distributed" else real(name))
+    real = run_args.importlib.util.find_spec
+    monkeypatch.setattr(run_args.importlib.util, "find_spec",
+                        lambda name: None if name == "distributed" else real(name))
     with pytest.raises(SystemExit):
         driver.parse_args(["--quick", "--cluster", "local:2"])
     assert "--cluster local:2: needs Dask's distributed package: install the cluster extra" in capsys.readouterr().err

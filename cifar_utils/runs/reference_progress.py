@@ -4,7 +4,7 @@ and which are still missing.
 A reference is trained in pieces over several sessions (README, "The CPU profile"), so a
 committed one may be partial; the export script and the report's banner both say how far
 it is from this one count, instead of letting a chapter's "not run" be the only sign. Which
-runs a profile trains is the driver's knowledge (``run_all.profile_tasks``); this module
+runs a profile trains is the driver's knowledge (``run_profile.profile_tasks``); this module
 only counts.
 """
 
