@@ -14,6 +14,10 @@ epoch's time and validation accuracy, then one Markdown row per recipe; writes i
     python bench/headline.py --data /tmp/cifar10.npz --seeds 0 --set 21:epochs=8 --json /tmp/e8.json
 
 ``--set`` trains a variant (``Experiment.vary``), as in ``bench/recipes_cpu.py``.
+``--out`` keeps the run folders (default: a temporary folder, removed): pointed at a
+reference's ``runs/`` folder, the three seeds are also chapter 6's reference runs of
+experiment 21 (the same identity as ``./run_all.sh --profile cpu`` trains). A run folder
+already there is refused, since a reused or resumed run's wall time is not one run's.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="the model's dtype policy (mixed_bfloat16 pays on some CPUs only: docs/benchmarks.md)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--out", type=Path, help="keep the run folders here (default: a temporary folder)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one run, its result to this file
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -62,12 +67,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def one_run(args: argparse.Namespace) -> None:
     """In the child process: train one seed and write what the parent reports."""
-    from cifar_utils import load_cifar10, run_experiment
+    from cifar_utils import load_cifar10, plan_run, run_experiment
+    from cifar_utils.runs.settings import RunSettings
 
     exp = experiment_for(args.experiment, args.variants)
     data = load_cifar10(args.data, subset=args.subset or None)
     loaded = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out_dir:
+    with tempfile.TemporaryDirectory() as scratch:
+        out_dir = args.out or Path(scratch)
+        planned = plan_run(exp, data, args.seed, out_dir, RunSettings(precision=args.precision)).run_dir
+        if planned.exists():
+            raise SystemExit(f"headline: {planned} exists (a finished or partial run): its wall time would not be "
+                             "one run's; give another --out or move it away")
         record = run_experiment(exp, seed=args.seed, data=data, out_dir=out_dir, log_every=1,
                                 speed={"precision": args.precision})
     epochs = record.history["epoch_seconds"]
@@ -79,7 +90,8 @@ def one_run(args: argparse.Namespace) -> None:
               "run_seconds": record.wall_seconds, "epochs": record.epochs_completed,
               "recipe": record.params["recipe"], "train_size": record.params["train_size"],
               "validation_size": record.params["validation_size"], "test_size": record.params["test_size"],
-              "params": record.param_count, "versions": record.versions, "device": record.device}
+              "params": record.param_count, "versions": record.versions, "device": record.device,
+              "run_dir": str(planned) if args.out else None}
     args.child.write_text(json.dumps(result))
 
 
@@ -89,6 +101,7 @@ def timed_run(args: argparse.Namespace, seed: int) -> dict:
         result_file = Path(folder) / "run.json"
         command = [sys.executable, __file__, "--child", str(result_file), "--seed", str(seed),
                    "--experiment", args.experiment, "--subset", str(args.subset), "--precision", args.precision]
+        command += ["--out", str(args.out)] if args.out else []
         command += [f"--set={change}" for change in args.changes] + (["--data", args.data] if args.data else [])
         load_before = os.getloadavg()[0]
         start = time.perf_counter()

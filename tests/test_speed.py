@@ -215,13 +215,20 @@ def test_step_overhead_bench_runs_every_setting(tmp_path):
 @pytest.mark.slow
 def test_headline_bench_times_each_seed_in_its_own_process(tmp_path):
     out = tmp_path / "headline.json"
+    runs = tmp_path / "runs"
     command = [sys.executable, "bench/headline.py", "--data", "sample", "--subset", "300", "--seeds", "0", "1",
-               "--set", "21:epochs=1", "--json", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+               "--set", "21:epochs=1", "--json", str(out), "--out", str(runs)]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=root)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert [r["seed"] for r in result["runs"]] == [0, 1]
+    kept = sorted(p.parent.name for p in runs.glob("*/record.json"))  # the runs stay, as a reference's would
+    assert kept == sorted(os.path.basename(r["run_dir"]) for r in result["runs"]) and len(kept) == 2
+    again = subprocess.run([*command[:command.index("--json")], "--json", str(tmp_path / "again.json"),
+                            "--out", str(runs)], capture_output=True, text=True, timeout=900, cwd=root)
+    assert again.returncode != 0 and "exists (a finished or partial run)" in again.stdout + again.stderr
+    assert not (tmp_path / "again.json").exists()  # a reused run is never timed as one
     for run in result["runs"]:
         assert len(run["val_curve"]) == len(run["epoch_seconds"]) == run["epochs"] == 1
         assert run["train_size"] + run["validation_size"] == 300 and run["test_size"] > 0
