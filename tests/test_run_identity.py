@@ -64,7 +64,23 @@ def test_reference_folders_are_named_by_their_recorded_parameters(run_dir):
     record = json.loads((run_dir / "record.json").read_text())
     params = record["params"]
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
-    assert run_dir.name == f"{get_experiment(params['experiment']).key}-seed{params['seed']}-{digest}"
+    assert run_dir.name == f"{recorded_experiment(params).key}-seed{params['seed']}-{digest}"
+
+
+def recorded_experiment(params: dict):
+    """The experiment a record names: its registry entry, or the variant of it (a sweep
+    point, a factorial cell at a smaller setting) whose recipe and spec fields it records."""
+    from dataclasses import asdict
+
+    base = get_experiment(params["experiment"])
+    if not params.get("variant"):
+        return base
+    def plain(value):
+        return json.loads(json.dumps(value))
+    recipe, spec = plain(asdict(base.recipe)), plain(asdict(base.spec))
+    changes = {k: v for k, v in params["recipe"].items() if k in recipe and recipe[k] != v}
+    changes.update({k: v for k, v in params["spec"].items() if k in spec and spec[k] != v})
+    return base.vary(params["variant"], **changes)
 
 
 @pytest.mark.slow
@@ -82,7 +98,7 @@ def test_reference_runs_are_found_again_from_the_data():
         ours = plan_run(1, data, settings=RunSettings(epochs=1), out_dir="x").params["data_fingerprint"]
         if params["data_fingerprint"] != ours:
             pytest.skip("CIFAR10_SOURCE is not the data the reference was made on")
-        plan = plan_run(params["experiment"], data, seed=params["seed"], out_dir="x",
+        plan = plan_run(recorded_experiment(params), data, seed=params["seed"], out_dir="x",
                         settings=RunSettings(params["epochs"], params["batch_size"], params["eval_every"]))
         assert plan.run_dir.name == run_dir.name
 
