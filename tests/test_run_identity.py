@@ -75,9 +75,7 @@ def recorded_experiment(params: dict):
     base = get_experiment(params["experiment"])
     if not params.get("variant"):
         return base
-    def plain(value):
-        return json.loads(json.dumps(value))
-    recipe, spec = plain(asdict(base.recipe)), plain(asdict(base.spec))
+    recipe, spec = (json.loads(json.dumps(asdict(part))) for part in (base.recipe, base.spec))  # as recorded
     changes = {k: v for k, v in params["recipe"].items() if k in recipe and recipe[k] != v}
     changes.update({k: v for k, v in params["spec"].items() if k in spec and spec[k] != v})
     return base.vary(params["variant"], **changes)
